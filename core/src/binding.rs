@@ -1,0 +1,135 @@
+//! Matching the caller's columns to the model's inputs: by position (`score('m', a, b, c)`) or,
+//! when the caller passes a whole row, by name (`score('m', t)`). All type checks happen here,
+//! once per call, so the per-row loops that fill tensors never fail.
+
+use crate::batch::{Batch, Column};
+use crate::error::{Error, Plural, Result};
+use crate::model::{ElemType, InputInfo, ModelInfo};
+
+/// Where each feature slot of each input reads from: `(column, offset within the column)`.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub slots: Vec<Vec<(usize, usize)>>,
+    /// Columns actually read, for NULL checks.
+    pub used_columns: Vec<usize>,
+}
+
+pub fn bind(model: &str, info: &ModelInfo, batch: &Batch<'_>) -> Result<Binding> {
+    let named = !batch.columns.is_empty() && batch.columns.iter().all(|c| c.name.is_some());
+    let slots = if named {
+        bind_by_name(model, info, &batch.columns)?
+    } else {
+        bind_by_position(model, info, &batch.columns)?
+    };
+    let mut used_columns: Vec<usize> = slots.iter().flatten().map(|(c, _)| *c).collect();
+    used_columns.sort_unstable();
+    used_columns.dedup();
+    for (input, input_slots) in info.inputs.iter().zip(&slots) {
+        for &(col, _) in input_slots {
+            check_type(model, input, &batch.columns[col], col)?;
+        }
+    }
+    Ok(Binding { slots, used_columns })
+}
+
+fn bind_by_position(
+    model: &str,
+    info: &ModelInfo,
+    columns: &[Column<'_>],
+) -> Result<Vec<Vec<(usize, usize)>>> {
+    let flat: Vec<(usize, usize)> = columns
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| (0..c.data.width()).map(move |k| (i, k)))
+        .collect();
+    if flat.len() != info.feature_count() {
+        return Err(Error::Arity {
+            model: model.into(),
+            expected: info.feature_count(),
+            got: flat.len(),
+            signature: info.signature(),
+        });
+    }
+    let mut it = flat.into_iter();
+    Ok(info.inputs.iter().map(|input| it.by_ref().take(input.width).collect()).collect())
+}
+
+fn bind_by_name(
+    model: &str,
+    info: &ModelInfo,
+    columns: &[Column<'_>],
+) -> Result<Vec<Vec<(usize, usize)>>> {
+    let find = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c.name.as_deref() == Some(name))
+            .or_else(|| {
+                columns.iter().position(|c| {
+                    c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
+            })
+    };
+    let mut slots = Vec::with_capacity(info.inputs.len());
+    for input in &info.inputs {
+        match find(&input.name) {
+            Some(col) if columns[col].data.width() == input.width => {
+                slots.push((0..input.width).map(|k| (col, k)).collect());
+            }
+            Some(col) => {
+                return Err(Error::TypeMismatch {
+                    model: model.into(),
+                    input: input.name.clone(),
+                    column: columns[col].describe(col),
+                    expected: format!("{} value(s) per row", input.width),
+                    got: format!("{} value(s)", columns[col].data.width()),
+                })
+            }
+            // A single-input model (`X: float[8]`) over a row whose fields are exactly its
+            // features: bind the fields in order, as a user passing `t` of 8 columns means.
+            None if info.inputs.len() == 1
+                && columns.iter().map(|c| c.data.width()).sum::<usize>() == input.width =>
+            {
+                return bind_by_position(model, info, columns);
+            }
+            None => {
+                return Err(Error::MissingInput {
+                    model: model.into(),
+                    input: input.name.clone(),
+                    expected: Plural(input.elem.name(), input.width).to_string(),
+                    available: columns
+                        .iter()
+                        .filter_map(|c| c.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
+        }
+    }
+    Ok(slots)
+}
+
+fn check_type(model: &str, input: &InputInfo, column: &Column<'_>, position: usize) -> Result<()> {
+    let data = &column.data;
+    let ok = match input.elem {
+        ElemType::String => data.is_text(),
+        ElemType::Float | ElemType::Double => data.is_numeric(),
+        // Feeding 2.7 to an integer input would silently truncate: ask for an explicit cast.
+        ElemType::Int64 | ElemType::Int32 | ElemType::Bool => data.is_integer(),
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = match input.elem {
+        ElemType::String => "text (VARCHAR)".to_string(),
+        ElemType::Float | ElemType::Double => format!("a number ({})", input.elem.name()),
+        ElemType::Int64 | ElemType::Int32 => format!("an integer ({})", input.elem.name()),
+        ElemType::Bool => "a boolean".to_string(),
+    };
+    Err(Error::TypeMismatch {
+        model: model.into(),
+        input: input.name.clone(),
+        column: column.describe(position),
+        expected,
+        got: data.type_name(),
+    })
+}

@@ -1,0 +1,264 @@
+//! Loaded models and their sessions. Models are cached by the SHA-256 of their bytes, so the same
+//! model registered under two names, or reloaded by another statement, costs one load; each model
+//! keeps a pool of ONNX Runtime sessions because `Session::run` needs `&mut` and database threads
+//! score chunks concurrently (a pool, not a global lock).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::{Mutex, RwLock};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::model::ModelInfo;
+
+/// What to do with a row whose features contain a NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NullPolicy {
+    /// The row's result is NULL; the rest of the batch is scored (default).
+    Null,
+    /// The statement fails, naming the column.
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// ONNX Runtime intra-op threads per session. The databases already run one scoring call
+    /// per thread, so 1 avoids oversubscribing cores; raise it for single-threaded hosts.
+    pub intra_threads: usize,
+    /// Rows per ONNX Runtime run; larger inputs are split.
+    pub batch_rows: usize,
+    pub null_policy: NullPolicy,
+    pub max_model_bytes: usize,
+    /// Distinct models kept loaded; the least recently used is dropped beyond this.
+    pub cache_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            intra_threads: env_usize("SQLSCORE_INTRA_THREADS").unwrap_or(1),
+            batch_rows: env_usize("SQLSCORE_BATCH_ROWS").unwrap_or(16_384),
+            null_policy: NullPolicy::Null,
+            max_model_bytes: 1 << 30,
+            cache_capacity: 4096,
+        }
+    }
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.trim().parse().ok().filter(|n| *n > 0)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A validated model: its description and a pool of ready sessions.
+pub struct Model {
+    pub sha256: String,
+    pub info: ModelInfo,
+    pub size: usize,
+    bytes: Arc<[u8]>,
+    intra_threads: usize,
+    pool: Mutex<Vec<ort::session::Session>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("sha256", &self.sha256).field("info", &self.info).finish()
+    }
+}
+
+impl Model {
+    fn load(label: &str, bytes: Arc<[u8]>, sha256: String, config: &EngineConfig) -> Result<Self> {
+        if bytes.len() > config.max_model_bytes {
+            return Err(Error::ModelTooLarge {
+                model: label.into(),
+                size: bytes.len(),
+                limit: config.max_model_bytes,
+            });
+        }
+        let session = build_session(label, &bytes, config.intra_threads)?;
+        let info = ModelInfo::from_session(label, &session)?;
+        if info.inputs.is_empty() {
+            return Err(Error::InvalidModel { model: label.into(), reason: "the graph has no inputs".into() });
+        }
+        Ok(Model {
+            sha256,
+            info,
+            size: bytes.len(),
+            bytes,
+            intra_threads: config.intra_threads,
+            pool: Mutex::new(vec![session]),
+        })
+    }
+
+    /// Runs `f` with a session of its own; concurrent callers get separate sessions.
+    pub(crate) fn with_session<R>(
+        &self,
+        label: &str,
+        f: impl FnOnce(&mut ort::session::Session) -> Result<R>,
+    ) -> Result<R> {
+        let popped = self.pool.lock().pop();
+        let mut session = match popped {
+            Some(s) => s,
+            None => build_session(label, &self.bytes, self.intra_threads)?,
+        };
+        let out = f(&mut session);
+        self.pool.lock().push(session);
+        out
+    }
+}
+
+fn build_session(label: &str, bytes: &[u8], intra_threads: usize) -> Result<ort::session::Session> {
+    let env = crate::runtime::environment()?;
+    let invalid = |e: String| Error::InvalidModel { model: label.into(), reason: e };
+    ort::session::Session::builder(&env)
+        .map_err(|e| invalid(e.to_string()))?
+        .with_intra_threads(intra_threads)
+        .map_err(|e| invalid(e.to_string()))?
+        .with_inter_threads(1)
+        .map_err(|e| invalid(e.to_string()))?
+        // Idle pool threads must not spin on a database server's cores.
+        .with_config_entry("session.intra_op.allow_spinning", "0")
+        .map_err(|e| invalid(e.to_string()))?
+        .commit_from_memory(bytes)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+struct Cached {
+    model: Arc<Model>,
+    last_used: u64,
+}
+
+/// The engine a front end owns: settings plus the model cache.
+pub struct Engine {
+    config: RwLock<EngineConfig>,
+    models: Mutex<(HashMap<String, Cached>, u64)>,
+    /// path -> (mtime, len, sha256): reading a file per chunk is fine, hashing it is not.
+    paths: Mutex<HashMap<PathBuf, (SystemTime, u64, String)>>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(EngineConfig::default())
+    }
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            config: RwLock::new(config),
+            models: Mutex::new((HashMap::new(), 0)),
+            paths: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> EngineConfig {
+        self.config.read().clone()
+    }
+
+    /// New sessions use the new settings; loaded models keep theirs until evicted or cleared.
+    pub fn set_config(&self, config: EngineConfig) {
+        let threads_changed = config.intra_threads != self.config.read().intra_threads;
+        *self.config.write() = config;
+        if threads_changed {
+            self.clear();
+        }
+    }
+
+    pub fn clear(&self) {
+        self.models.lock().0.clear();
+        self.paths.lock().clear();
+    }
+
+    pub fn cached_models(&self) -> usize {
+        self.models.lock().0.len()
+    }
+
+    fn lookup(&self, sha256: &str) -> Option<Arc<Model>> {
+        let mut guard = self.models.lock();
+        let (map, tick) = &mut *guard;
+        *tick += 1;
+        let now = *tick;
+        map.get_mut(sha256).map(|c| {
+            c.last_used = now;
+            c.model.clone()
+        })
+    }
+
+    fn insert(&self, model: Arc<Model>) -> Arc<Model> {
+        let capacity = self.config.read().cache_capacity.max(1);
+        let mut guard = self.models.lock();
+        let (map, tick) = &mut *guard;
+        *tick += 1;
+        // Another thread may have loaded the same model meanwhile: keep one.
+        if let Some(existing) = map.get(&model.sha256) {
+            return existing.model.clone();
+        }
+        while map.len() >= capacity {
+            let Some(oldest) = map.iter().min_by_key(|(_, c)| c.last_used).map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            map.remove(&oldest);
+        }
+        map.insert(model.sha256.clone(), Cached { model: model.clone(), last_used: *tick });
+        model
+    }
+
+    /// Validates and caches a model from its bytes. `label` names it in errors.
+    pub fn load_bytes(&self, label: &str, bytes: &[u8]) -> Result<Arc<Model>> {
+        let sha = sha256_hex(bytes);
+        if let Some(m) = self.lookup(&sha) {
+            return Ok(m);
+        }
+        let config = self.config();
+        let model = Model::load(label, Arc::from(bytes), sha, &config)?;
+        Ok(self.insert(Arc::new(model)))
+    }
+
+    /// The hot path for registered models: the registry hands over the hash it stored, so a
+    /// cached model is found without touching (or hashing) its bytes.
+    pub fn get_or_load(&self, label: &str, sha256: &str, bytes: impl FnOnce() -> Vec<u8>) -> Result<Arc<Model>> {
+        if let Some(m) = self.lookup(sha256) {
+            return Ok(m);
+        }
+        let bytes = bytes();
+        let actual = sha256_hex(&bytes);
+        if actual != sha256 {
+            return Err(Error::InvalidModel {
+                model: label.into(),
+                reason: format!("stored sha256 {sha256} does not match its bytes ({actual}); the registry row was altered"),
+            });
+        }
+        self.load_bytes(label, &bytes)
+    }
+
+    /// A model given as a file path (`score('models/x.onnx', ...)`).
+    pub fn load_path(&self, path: &Path) -> Result<Arc<Model>> {
+        let label = path.display().to_string();
+        let file_err = |e: std::io::Error| Error::ModelFile { path: label.clone(), reason: e.to_string() };
+        let meta = std::fs::metadata(path).map_err(file_err)?;
+        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let known = self.paths.lock().get(path).cloned();
+        if let Some((mtime, len, sha)) = known {
+            if (mtime, len) == stamp {
+                if let Some(m) = self.lookup(&sha) {
+                    return Ok(m);
+                }
+            }
+        }
+        let limit = self.config.read().max_model_bytes;
+        if meta.len() as usize > limit {
+            return Err(Error::ModelTooLarge { model: label, size: meta.len() as usize, limit });
+        }
+        let bytes = std::fs::read(path).map_err(file_err)?;
+        let model = self.load_bytes(&label, &bytes)?;
+        self.paths.lock().insert(path.to_path_buf(), (stamp.0, stamp.1, model.sha256.clone()));
+        Ok(model)
+    }
+}

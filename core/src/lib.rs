@@ -1,0 +1,17 @@
+//! sqlscore's engine: load ONNX models, describe them, bind SQL columns to their inputs and run
+//! them in batches through ONNX Runtime. It knows nothing of PostgreSQL or DuckDB; the front ends
+//! translate their vectors into [`Batch`] and [`Error`] into SQL errors.
+
+pub mod batch;
+pub mod binding;
+pub mod engine;
+pub mod error;
+pub mod execute;
+pub mod model;
+pub mod runtime;
+
+pub use batch::{Batch, Column, ColumnData, DecimalValues};
+pub use engine::{sha256_hex, Engine, EngineConfig, Model, NullPolicy};
+pub use error::{Error, ErrorKind, Result};
+pub use execute::{Predictions, RunOptions, Want};
+pub use model::{ElemType, InputInfo, ModelInfo, OutputInfo};
