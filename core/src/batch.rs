@@ -156,11 +156,12 @@ impl<'a> Column<'a> {
         }
     }
 
-    /// How the column is called in messages: `column "age"` or `argument 3`.
+    /// How the column is called in messages: `column "age"` or `feature 3` (the third value
+    /// after the model argument).
     pub fn describe(&self, position: usize) -> String {
         match &self.name {
-            Some(n) => format!("column \"{n}\" ({})", self.data.type_name()),
-            None => format!("argument {} ({})", position + 1, self.data.type_name()),
+            Some(n) => format!("column \"{n}\""),
+            None => format!("feature {}", position + 1),
         }
     }
 }

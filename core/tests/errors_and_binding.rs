@@ -71,7 +71,7 @@ fn null_feature_gives_null_row_and_rest_is_scored() {
     let strict = RunOptions { null_policy: NullPolicy::Error, ..OPTS };
     let err = m.predict("lr", &with_nulls, &rows, Want::Score, strict).unwrap_err();
     assert!(matches!(err, Error::NullFeature { .. }));
-    assert_eq!(err.to_string(), "model 'lr': argument 3 (DOUBLE) is NULL");
+    assert_eq!(err.to_string(), "model 'lr': feature 3 is NULL");
 }
 
 #[test]
@@ -110,7 +110,7 @@ fn text_for_float_and_float_for_text_are_rejected() {
     let err = lr.predict("lr", &Batch::new(cols, 2), &[0, 1], Want::Score, OPTS).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "model 'lr': input 'X' expects a number (float), but argument 6 (VARCHAR) is VARCHAR"
+        "model 'lr': input 'X' expects a number (float), but feature 6 is VARCHAR"
     );
 
     let ct = engine.load_path(&model_path("column_transformer")).unwrap();
@@ -120,7 +120,7 @@ fn text_for_float_and_float_for_text_are_rejected() {
         Column::new(Some("income".into()), ColumnData::F64(&x), None),
     ];
     let err = ct.predict("ct", &Batch::new(cols, 2), &[0, 1], Want::Score, OPTS).unwrap_err();
-    assert!(err.to_string().contains("input 'city' expects text (VARCHAR), but column \"city\" (DOUBLE)"), "{err}");
+    assert!(err.to_string().contains("input 'city' expects text (VARCHAR), but column \"city\" is DOUBLE"), "{err}");
 
     let int_model = engine.load_path(&model_path("int64_model")).unwrap();
     let cols = vec![Column::new(None, ColumnData::F64(&x), None); 3];

@@ -1,0 +1,62 @@
+//! `LOAD 'sqlscore.duckdb_extension'` lands here: take the C API struct, register the Rust
+//! functions on the database, then create the SQL layer through a short-lived connection
+//! (closed before returning, so it never keeps the database alive).
+
+use std::sync::Arc;
+
+use libduckdb_sys as sys;
+use sqlscore_core::Engine;
+
+use super::ffi::{cstring, guarded, query};
+use super::{read_model, scalar, setup};
+
+/// The oldest C API whose struct has everything used here; loads into DuckDB 1.5.x and 2.0.x.
+const MIN_C_API: &str = "v1.2.0";
+
+#[no_mangle]
+pub unsafe extern "C" fn sqlscore_init_c_api(
+    info: sys::duckdb_extension_info,
+    access: *const sys::duckdb_extension_access,
+) -> bool {
+    let result = guarded(|| unsafe { init(info, access) });
+    match result {
+        Ok(()) => true,
+        Err(msg) => {
+            if let Some(set_error) = unsafe { (*access).set_error } {
+                let c = cstring(&msg);
+                unsafe { set_error(info, c.as_ptr()) };
+            }
+            false
+        }
+    }
+}
+
+unsafe fn init(info: sys::duckdb_extension_info, access: *const sys::duckdb_extension_access) -> Result<(), String> {
+    unsafe {
+        if !sys::duckdb_rs_extension_api_init(info, access, MIN_C_API)? {
+            return Err(format!("this DuckDB does not offer C API {MIN_C_API}"));
+        }
+        let get_database = (*access).get_database.ok_or("no get_database in extension access")?;
+        let db = get_database(info);
+        if db.is_null() {
+            return Err("DuckDB passed no database".into());
+        }
+        let mut con: sys::duckdb_connection = std::ptr::null_mut();
+        if sys::duckdb_connect(*db, &mut con) != sys::duckdb_state_DuckDBSuccess {
+            return Err("could not connect to the database".into());
+        }
+        // One engine (settings + model cache) per database instance.
+        let engine = Arc::new(Engine::default());
+        let registered = scalar::register(con, &engine).and_then(|_| read_model::register(con, &engine));
+        if registered.is_ok() {
+            // A read-only database keeps the SQL layer it already has: failures here are not fatal.
+            for sql in setup::statements() {
+                if query(con, &sql).is_err() {
+                    break;
+                }
+            }
+        }
+        sys::duckdb_disconnect(&mut con);
+        registered
+    }
+}

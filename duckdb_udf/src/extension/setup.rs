@@ -1,0 +1,69 @@
+//! The SQL layer created in the user's database at LOAD: the registry table, a view resolving
+//! `name` (latest version) and `name@version`, and the user-facing macros. Macros, not Rust
+//! functions, because only SQL can read the registry in the caller's own transaction.
+
+/// Feature arguments supported in positional form; past this, pass the row (`score('m', t)`) or
+/// an array column.
+pub const MAX_POSITIONAL_FEATURES: usize = 64;
+
+const TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS sqlscore_models (
+    name        VARCHAR NOT NULL,
+    version     INTEGER NOT NULL,
+    sha256      VARCHAR NOT NULL,
+    inputs      JSON NOT NULL,
+    outputs     JSON NOT NULL,
+    description VARCHAR,
+    size        BIGINT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    onnx        BLOB NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE OR REPLACE VIEW sqlscore_model_refs AS
+    SELECT name || '@' || version AS ref, sha256, onnx FROM sqlscore_models
+    UNION ALL
+    SELECT m.name AS ref, m.sha256, m.onnx
+    FROM sqlscore_models m
+    JOIN (SELECT name, max(version) AS version FROM sqlscore_models GROUP BY name) latest
+      ON m.name = latest.name AND m.version = latest.version;
+CREATE OR REPLACE VIEW sqlscore_model_list AS
+    SELECT name, version,
+           version = max(version) OVER (PARTITION BY name) AS latest,
+           sha256, inputs, outputs, description, size, created_at
+    FROM sqlscore_models;
+CREATE OR REPLACE MACRO sqlscore_register(model_name, model_path, description := NULL) AS TABLE
+    SELECT model_name AS name,
+           coalesce((SELECT max(m.version) FROM sqlscore_models m WHERE m.name = model_name), 0) + 1 AS version,
+           r.sha256,
+           r.inputs::JSON AS inputs,
+           r.outputs::JSON AS outputs,
+           description::VARCHAR AS description,
+           r.size,
+           current_timestamp AS created_at,
+           r.onnx
+    FROM sqlscore_read_model(model_path, model_name) r;
+"#;
+
+/// One macro with an overload per feature count: DuckDB macros have no varargs.
+fn scoring_macro(name: &str, implementation: &str, cast: &str) -> String {
+    let lookup = "(SELECT {'sha256': r.sha256, 'onnx': r.onnx} FROM sqlscore_model_refs r WHERE r.ref = model)";
+    let known = "(SELECT string_agg(DISTINCT k.name, ', ' ORDER BY k.name) FROM sqlscore_models k)";
+    let overloads: Vec<String> = (1..=MAX_POSITIONAL_FEATURES)
+        .map(|n| {
+            let params: Vec<String> = (1..=n).map(|i| format!("f{i}")).collect();
+            let params = params.join(", ");
+            format!("(model, {params}) AS {implementation}(model, {lookup}, {known}, {params}){cast}")
+        })
+        .collect();
+    format!("CREATE OR REPLACE MACRO {name}{};", overloads.join(",\n    ").trim_start_matches(|c| c != '('))
+}
+
+/// Every statement to run at LOAD, in order.
+pub fn statements() -> Vec<String> {
+    let mut out: Vec<String> = TABLES.split(";\n").map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    out.push(scoring_macro("score", "sqlscore_score_impl", ""));
+    out.push(scoring_macro("predict", "sqlscore_predict_impl", ""));
+    out.push(scoring_macro("predict_proba", "sqlscore_predict_proba_impl", ""));
+    out.push(scoring_macro("score_all", "sqlscore_score_all_impl", "::JSON"));
+    out
+}
