@@ -85,7 +85,16 @@ enum Source<'a> {
     Unregistered,
 }
 
+/// Fault injection for the test that proves a panic becomes an SQL error: `SQLSCORE_FAULT=panic`.
+fn injected_panic() -> bool {
+    static FAULT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FAULT.get_or_init(|| std::env::var("SQLSCORE_FAULT").is_ok_and(|v| v == "panic"))
+}
+
 unsafe fn score_chunk(state: &FunctionState, input: sys::duckdb_data_chunk, output: sys::duckdb_vector) -> Result<(), Error> {
+    if injected_panic() {
+        panic!("injected fault (SQLSCORE_FAULT=panic)");
+    }
     unsafe {
         let n = sys::duckdb_data_chunk_get_size(input) as usize;
         let ncols = sys::duckdb_data_chunk_get_column_count(input) as usize;

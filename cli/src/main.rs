@@ -1,0 +1,57 @@
+//! `sqlscore`: the command users run. `demo` is the embedded-DuckDB scenario `make demo` runs;
+//! `model` manages a database's model registry; `bench` measures the hot paths.
+
+mod bench;
+mod demo;
+mod models;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sqlscore", version, about = "SQL-native batch scoring of ONNX models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// IoT anomaly scoring on an embedded DuckDB file: Parquet readings scored by one
+    /// per-(device, sensor) model each, in one INSERT ... SELECT.
+    Demo(demo::DemoArgs),
+    /// Manage the models stored in a database.
+    Model {
+        #[command(subcommand)]
+        command: models::ModelCommand,
+    },
+    /// Run SQL against a DuckDB file with sqlscore loaded, printing the rows.
+    Sql {
+        #[arg(long, default_value = "sqlscore-demo.duckdb")]
+        db: PathBuf,
+        query: String,
+    },
+    /// Benchmarks (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Model { command } => models::run(command),
+        Command::Sql { db, query } => models::sql(&db, &query),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

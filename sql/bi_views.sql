@@ -1,0 +1,24 @@
+-- Views for BI dashboards over anomaly_scores (created by the demo; safe to rerun).
+CREATE OR REPLACE VIEW anomalies_by_sensor AS
+SELECT device_id, sensor_id,
+       count(*)                              AS readings,
+       count(*) FILTER (WHERE is_anomaly)    AS anomalies,
+       round(100.0 * count(*) FILTER (WHERE is_anomaly) / count(*), 3)::DOUBLE AS anomaly_pct,
+       min(score)                            AS worst_score
+FROM anomaly_scores
+GROUP BY ALL;
+
+CREATE OR REPLACE VIEW anomalies_by_hour AS
+SELECT date_trunc('hour', ts) AS hour, device_id,
+       count(*) FILTER (WHERE is_anomaly) AS anomalies,
+       count(*)                           AS readings
+FROM anomaly_scores
+GROUP BY ALL;
+
+-- How well the per-sensor models find the injected anomalies.
+CREATE OR REPLACE VIEW detection_quality AS
+SELECT count(*) FILTER (WHERE injected AND is_anomaly)         AS true_positives,
+       count(*) FILTER (WHERE injected AND NOT is_anomaly)     AS missed,
+       count(*) FILTER (WHERE NOT injected AND is_anomaly)     AS false_alarms,
+       count(*) FILTER (WHERE NOT injected AND NOT is_anomaly) AS true_negatives
+FROM anomaly_scores;

@@ -1,0 +1,125 @@
+"""NULL handling and every bad input: a clear error naming the model and what was expected,
+and the database keeps working afterwards."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import EXTENSION, load_reference_table, reference, register
+
+
+def test_null_feature_gives_null_and_rest_is_scored(con):
+    ref = reference("logistic_binary")
+    cols = load_reference_table(con, "t", ref)
+    register(con, "lr", "logistic_binary")
+    con.execute(f"UPDATE t SET {cols[3]} = NULL WHERE id IN (2, 5)")
+    got = dict(con.execute(f"SELECT id, score('lr', {', '.join(cols)}) FROM t").fetchall())
+    assert got[2] is None and got[5] is None
+    for i, want in enumerate(ref["expected"]["score"]):
+        if i not in (2, 5):
+            assert abs(got[i] - want) <= 1e-5
+    labels = dict(con.execute(f"SELECT id, predict('lr', {', '.join(cols)}) FROM t").fetchall())
+    assert labels[2] is None and labels[0] == ref["expected"]["label"][0]
+
+
+def test_null_model_gives_null(con):
+    register(con, "lr", "logistic_binary")
+    assert con.execute("SELECT score(NULL, 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0] is None
+
+
+def test_null_row_struct_gives_null(con):
+    ref = reference("column_transformer")
+    load_reference_table(con, "c", ref)
+    register(con, "ct", "column_transformer")
+    got = con.execute(
+        "SELECT score('ct', CASE WHEN id = 1 THEN NULL ELSE {'city': city, 'age': age, 'income': income} END) FROM c ORDER BY id"
+    ).fetchall()
+    assert got[1][0] is None and got[0][0] is not None
+
+
+def expect_error(con, sql, *fragments):
+    with pytest.raises(Exception) as info:
+        con.execute(sql).fetchall()
+    for f in fragments:
+        assert f in str(info.value), str(info.value)
+    return str(info.value)
+
+
+def test_unknown_model_lists_registered_ones(con):
+    expect_error(con, "SELECT score('nope', 1)", "unknown model 'nope'", "no models are registered yet")
+    register(con, "lr", "logistic_binary")
+    register(con, "gbm", "gbm_regressor")
+    expect_error(con, "SELECT score('nope', 1)", "unknown model 'nope'", "registered models: gbm, lr")
+    expect_error(con, "SELECT score('lr@7', 1)", "unknown model 'lr@7'")
+    # Still usable afterwards.
+    assert con.execute("SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0] is not None
+
+
+def test_wrong_number_of_features(con):
+    register(con, "lr", "logistic_binary")
+    expect_error(con, "SELECT score('lr', 1, 2, 3)", "model 'lr' expects 8 feature value(s) (X: float[8]), got 3")
+
+
+def test_text_for_float_and_number_for_text(con):
+    register(con, "lr", "logistic_binary")
+    expect_error(con, "SELECT score('lr', 1, 2, 'three', 4, 5, 6, 7, 8)",
+                 "model 'lr': input 'X' expects a number (float), but feature 3 is VARCHAR")
+    register(con, "ct", "column_transformer")
+    expect_error(con, "SELECT score('ct', 42, 30.0, 1000.0)",
+                 "model 'ct': input 'city' expects text (VARCHAR), but feature 1 is INTEGER")
+    register(con, "im", "int64_model")
+    expect_error(con, "SELECT score('im', 1.5, 2, 3)", "input 'X' expects an integer (int64)")
+    expect_error(con, "SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, DATE '2026-01-01')", "feature 8 is DATE")
+
+
+def test_struct_missing_a_named_input(con):
+    register(con, "ct", "column_transformer")
+    expect_error(con, "SELECT score('ct', {'city': 'paris', 'age': 30.0})",
+                 "model 'ct': the row has no field 'income' (float); its fields are: city, age")
+
+
+def test_label_and_probabilities_on_a_regressor(con):
+    register(con, "reg", "gbm_regressor")
+    expect_error(con, "SELECT predict_proba('reg', 1, 2, 3, 4, 5, 6, 7, 8)", "model 'reg' cannot be used for predict_proba()")
+
+
+def run_isolated(code, **env):
+    full_env = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
+
+
+PRELUDE = f"""
+import duckdb
+c = duckdb.connect(config={{'allow_unsigned_extensions': 'true'}})
+c.execute("LOAD '{EXTENSION}'")
+def attempt(sql):
+    try:
+        print('OK', c.execute(sql).fetchall())
+    except Exception as e:
+        print('ERR', str(e).replace(chr(10), ' | '))
+"""
+
+
+def test_missing_onnx_runtime_library_is_a_clear_error():
+    out = run_isolated(PRELUDE + """
+attempt("SELECT score('models/logistic_binary.onnx', 1, 2, 3, 4, 5, 6, 7, 8)")
+attempt("SELECT 41 + 1")
+""", ORT_DYLIB_PATH="/nonexistent/libonnxruntime.so.1.32.0")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("ERR") and "ONNX Runtime library not found" in lines[0], lines
+    assert "/nonexistent/libonnxruntime.so.1.32.0" in lines[0] and "ORT_DYLIB_PATH" in lines[0]
+    assert lines[1] == "OK [(42,)]"
+
+
+def test_a_panic_is_an_error_not_a_crash():
+    """SQLSCORE_FAULT=panic makes the scoring callback panic (fault injection for this test)."""
+    out = run_isolated(PRELUDE + """
+attempt("SELECT score('models/logistic_binary.onnx', 1, 2, 3, 4, 5, 6, 7, 8)")
+attempt("SELECT 41 + 1")
+""", SQLSCORE_FAULT="panic")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("ERR") and "internal error" in lines[0] and "panic" in lines[0], lines
+    assert lines[1] == "OK [(42,)]"
