@@ -21,6 +21,8 @@ pub enum ColumnData<'a> {
     Str(Vec<&'a str>),
     /// A fixed-width list per row (a feature vector in one column): `width` values per row.
     F64List { values: Vec<f64>, width: usize },
+    /// An untyped NULL argument (SQL `NULL` literal): every row is NULL, any input accepts it.
+    Null,
     /// A column of a type the engine cannot use; `type_name` is reported in the error.
     Unsupported { type_name: String },
 }
@@ -51,6 +53,7 @@ impl ColumnData<'_> {
             ColumnData::Decimal { .. } => "DECIMAL".into(),
             ColumnData::Str(_) => "VARCHAR".into(),
             ColumnData::F64List { width, .. } => format!("DOUBLE[{width}]"),
+            ColumnData::Null => "NULL".into(),
             ColumnData::Unsupported { type_name } => type_name.clone(),
         }
     }
@@ -111,7 +114,7 @@ impl ColumnData<'_> {
                 raw / 10f64.powi(*scale as i32)
             }
             ColumnData::F64List { values, width } => values[row * width + k],
-            ColumnData::Str(_) | ColumnData::Unsupported { .. } => f64::NAN,
+            ColumnData::Str(_) | ColumnData::Null | ColumnData::Unsupported { .. } => f64::NAN,
         }
     }
 
@@ -150,6 +153,9 @@ impl<'a> Column<'a> {
 
     #[inline]
     pub fn is_valid(&self, row: usize) -> bool {
+        if matches!(self.data, ColumnData::Null) {
+            return false;
+        }
         match self.validity {
             None => true,
             Some(mask) => mask[row / 64] >> (row % 64) & 1 == 1,

@@ -110,7 +110,7 @@ fn bind_by_name(
 
 fn check_type(model: &str, input: &InputInfo, column: &Column<'_>, position: usize) -> Result<()> {
     let data = &column.data;
-    let ok = match input.elem {
+    let ok = matches!(data, crate::batch::ColumnData::Null) || match input.elem {
         ElemType::String => data.is_text(),
         ElemType::Float | ElemType::Double => data.is_numeric(),
         // Feeding 2.7 to an integer input would silently truncate: ask for an explicit cast.

@@ -41,8 +41,11 @@ impl Default for EngineConfig {
         EngineConfig {
             intra_threads: env_usize("SQLSCORE_INTRA_THREADS").unwrap_or(1),
             batch_rows: env_usize("SQLSCORE_BATCH_ROWS").unwrap_or(16_384),
-            null_policy: NullPolicy::Null,
-            max_model_bytes: 1 << 30,
+            null_policy: match std::env::var("SQLSCORE_NULL_POLICY").as_deref() {
+                Ok("error") => NullPolicy::Error,
+                _ => NullPolicy::Null,
+            },
+            max_model_bytes: env_usize("SQLSCORE_MAX_MODEL_BYTES").unwrap_or(1 << 30),
             cache_capacity: 4096,
         }
     }

@@ -118,7 +118,7 @@ impl Model {
         let mut any_null = false;
         for &c in &binding.used_columns {
             let col = &batch.columns[c];
-            if col.validity.is_none() {
+            if col.validity.is_none() && !matches!(col.data, crate::batch::ColumnData::Null) {
                 continue;
             }
             for (i, &r) in rows.iter().enumerate() {

@@ -26,6 +26,8 @@ def test_null_feature_gives_null_and_rest_is_scored(con):
 def test_null_model_gives_null(con):
     register(con, "lr", "logistic_binary")
     assert con.execute("SELECT score(NULL, 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0] is None
+    # An untyped NULL literal among the features is a NULL feature, not a type error.
+    assert con.execute("SELECT score('lr', 1, NULL, 3, 4, 5, 6, 7, 8)").fetchone()[0] is None
 
 
 def test_null_row_struct_gives_null(con):
@@ -111,6 +113,13 @@ attempt("SELECT 41 + 1")
     assert lines[0].startswith("ERR") and "ONNX Runtime library not found" in lines[0], lines
     assert "/nonexistent/libonnxruntime.so.1.32.0" in lines[0] and "ORT_DYLIB_PATH" in lines[0]
     assert lines[1] == "OK [(42,)]"
+
+
+def test_null_policy_error_names_the_column():
+    out = run_isolated(PRELUDE + """
+attempt("SELECT score('models/logistic_binary.onnx', 1, 2, NULL, 4, 5, 6, 7, 8)")
+""", SQLSCORE_NULL_POLICY="error")
+    assert "model 'models/logistic_binary.onnx': feature 3 is NULL" in out.stdout, out.stdout + out.stderr
 
 
 def test_a_panic_is_an_error_not_a_crash():

@@ -100,7 +100,6 @@ fn type_name(id: sys::DUCKDB_TYPE) -> String {
         sys::DUCKDB_TYPE_DUCKDB_TYPE_MAP => "MAP",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_ENUM => "ENUM (cast it to VARCHAR)",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_UUID => "UUID",
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_SQLNULL => "NULL",
         _ => return format!("unsupported type #{id}"),
     }
     .to_string()
@@ -161,6 +160,7 @@ unsafe fn column_data<'a>(v: sys::duckdb_vector, n: usize, mask: Option<&[u64]>)
                 ColumnData::F64List { values, width }
             }
             sys::DUCKDB_TYPE_DUCKDB_TYPE_LIST => list_data(v, n, mask),
+            sys::DUCKDB_TYPE_DUCKDB_TYPE_SQLNULL => ColumnData::Null,
             other => ColumnData::Unsupported { type_name: type_name(other) },
         }
     }
