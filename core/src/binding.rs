@@ -84,10 +84,10 @@ fn bind_by_name(
                     got: format!("{} value(s)", columns[col].data.width()),
                 })
             }
-            // A single-input model (`X: float[8]`) over a row whose fields are exactly its
-            // features: bind the fields in order, as a user passing `t` of 8 columns means.
-            None if info.inputs.len() == 1
-                && columns.iter().map(|c| c.data.width()).sum::<usize>() == input.width =>
+            // No field carries any input's name (`X: float[8]` over fields x0..x7, or an
+            // anonymous record): the fields are the features, in order, when their count fits.
+            None if !info.inputs.iter().any(|i| find(&i.name).is_some())
+                && columns.iter().map(|c| c.data.width()).sum::<usize>() == info.feature_count() =>
             {
                 return bind_by_position(model, info, columns);
             }

@@ -14,6 +14,15 @@ static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(No
 /// Where the process's ONNX Runtime came from, for `sqlscore_info()`-style introspection.
 static LOADED_FROM: Mutex<Option<PathBuf>> = Mutex::new(None);
 
+/// A path set by the host (a Postgres GUC): it wins over `ORT_DYLIB_PATH` and the search.
+static CONFIGURED: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Sets (or clears) the library the next load uses. No effect once ONNX Runtime is loaded: a
+/// process cannot swap it.
+pub fn set_library_path(path: Option<PathBuf>) {
+    *CONFIGURED.lock() = path.filter(|p| !p.as_os_str().is_empty());
+}
+
 /// The places searched, in order, when `ORT_DYLIB_PATH` is not set.
 pub fn candidate_paths() -> Vec<PathBuf> {
     let mut roots: Vec<PathBuf> = Vec::new();
@@ -61,14 +70,18 @@ fn find_versioned(dir: &Path) -> Option<PathBuf> {
 }
 
 fn resolve() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
+    let explicit = CONFIGURED
+        .lock()
+        .clone()
+        .map(|p| (p, "the configured path"))
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()).map(|p| (PathBuf::from(p), "ORT_DYLIB_PATH")));
+    if let Some((p, source)) = explicit {
         // An explicit setting is never silently replaced by a fallback.
         return if p.is_file() {
             Ok(p)
         } else {
             Err(Error::RuntimeNotFound {
-                reason: format!("ORT_DYLIB_PATH={} does not exist", p.display()),
+                reason: format!("{source} {} does not exist", p.display()),
                 searched: vec![p.display().to_string()],
             })
         };

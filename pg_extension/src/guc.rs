@@ -1,0 +1,96 @@
+//! Settings. `sqlscore.onnxruntime_library` is superuser-only: it makes the server load a file.
+
+use std::ffi::CString;
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::prelude::*;
+use sqlscore_core::{EngineConfig, NullPolicy, RunOptions};
+
+pub static ORT_LIBRARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static INTRA_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static MAX_MODEL_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NullMode {
+    #[name = c"null"]
+    Null,
+    #[name = c"error"]
+    Error,
+}
+pub static NULL_POLICY: GucSetting<NullMode> = GucSetting::<NullMode>::new(NullMode::Null);
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"sqlscore.onnxruntime_library",
+        c"Path of libonnxruntime.so to load.",
+        c"Empty: ORT_DYLIB_PATH of the server's environment, then the project venv. Read when a backend first scores.",
+        &ORT_LIBRARY,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"sqlscore.intra_threads",
+        c"ONNX Runtime intra-op threads per session.",
+        c"Parallel query already runs one scoring backend per worker; 1 avoids oversubscribing cores.",
+        &INTRA_THREADS,
+        1,
+        64,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"sqlscore.batch_size",
+        c"Rows per ONNX Runtime run in the batch functions.",
+        c"Queries are cancellable between batches.",
+        &BATCH_SIZE,
+        1,
+        1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"sqlscore.null_policy",
+        c"What a NULL feature does: 'null' (that row scores NULL) or 'error'.",
+        c"",
+        &NULL_POLICY,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"sqlscore.max_model_size_mb",
+        c"Largest model accepted, in MB.",
+        c"",
+        &MAX_MODEL_MB,
+        1,
+        1 << 20,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"sqlscore".as_ptr()) };
+}
+
+pub fn library_path() -> Option<std::path::PathBuf> {
+    ORT_LIBRARY.get().map(|c| std::path::PathBuf::from(c.to_string_lossy().into_owned()))
+}
+
+pub fn engine_config() -> EngineConfig {
+    EngineConfig {
+        intra_threads: INTRA_THREADS.get().max(1) as usize,
+        batch_rows: BATCH_SIZE.get().max(1) as usize,
+        null_policy: null_policy(),
+        max_model_bytes: (MAX_MODEL_MB.get().max(1) as usize) << 20,
+        cache_capacity: 4096,
+    }
+}
+
+pub fn null_policy() -> NullPolicy {
+    match NULL_POLICY.get() {
+        NullMode::Null => NullPolicy::Null,
+        NullMode::Error => NullPolicy::Error,
+    }
+}
+
+pub fn run_options() -> RunOptions {
+    RunOptions { null_policy: null_policy(), batch_rows: BATCH_SIZE.get().max(1) as usize }
+}
