@@ -19,12 +19,17 @@ DEVICES ?= 3
 SENSORS ?= 5
 HOURS ?= 24
 
-.PHONY: demo test test-core test-duckdb extension cli venv duckdb-lib demo-models bench clean
+PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
+PGRX_VERSION := 0.18.1
+PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
+
+.PHONY: demo test test-core test-duckdb test-pg extension cli venv duckdb-lib demo-models bench bench-pg \
+        pg-deps pg-install demo-pg pg-stop clean
 
 demo: venv extension cli demo-models
 	$(CLI) demo --devices $(DEVICES) --sensors $(SENSORS) --hours $(HOURS)
 
-test: venv extension cli test-core test-duckdb
+test: venv extension cli test-core test-duckdb test-pg
 
 test-core: venv
 	$(CARGO) test --release -p sqlscore-core
@@ -61,6 +66,38 @@ demo-models: venv
 bench: venv extension cli
 	$(CLI) bench --threads 1
 	$(CLI) bench --threads 2 --per-row-models 0
+
+# PostgreSQL: Debian's server and headers, pg_cron, clang for pgrx's bindgen, sudo to run the
+# server as `postgres`; cargo-pgrx from the same pin as the crate's pgrx.
+pg-deps:
+	@pkgs="postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang sudo"; \
+	missing=$$(for p in $$pkgs; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@cargo pgrx --version 2>/dev/null | grep -q "$(PGRX_VERSION)" || $(CARGO) install cargo-pgrx --version $(PGRX_VERSION) --locked
+	@grep -q "pg15" $${PGRX_HOME:-$$HOME/.pgrx}/config.toml 2>/dev/null || $(CARGO) pgrx init --pg15 $(PG_CONFIG)
+
+# Installs the release build into the machine's PostgreSQL 15: CREATE EXTENSION sqlscore works
+# in any cluster of it.
+pg-install: pg-deps
+	cd pg_extension && $(CARGO) pgrx install --release --pg-config $(PG_CONFIG)
+
+# A throwaway cluster (port 5499) for the golden SQL tests and the tokio-postgres integration
+# tests; removed afterwards, also on failure.
+test-pg: venv pg-install cli
+	scripts/pg-cluster.sh stop
+	scripts/pg-cluster.sh start
+	trap 'scripts/pg-cluster.sh stop' EXIT; \
+	scripts/pg-regress.sh && \
+	SQLSCORE_PG_URL=$(PG_URL) $(CARGO) test --release -p sqlscore-cli --test postgres
+
+# The demo scenario inside Postgres; the cluster keeps running for you to look (make pg-stop).
+demo-pg: venv pg-install cli demo-models
+	scripts/pg-cluster.sh start
+	$(CLI) demo --db $(PG_URL) --devices $(DEVICES) --sensors $(SENSORS) --hours $(HOURS)
+	@echo "psql $(PG_URL) -c 'SELECT * FROM anomaly_scores LIMIT 5'   # make pg-stop when done"
+
+pg-stop:
+	scripts/pg-cluster.sh stop
 
 clean:
 	rm -rf dist target/bench sqlscore-demo.duckdb sqlscore-demo.duckdb.wal demo-data

@@ -28,7 +28,7 @@ pub struct DemoArgs {
     /// Seconds between two readings of one sensor.
     #[arg(long, default_value_t = 60)]
     interval: u32,
-    /// The DuckDB file BI tools read afterwards.
+    /// The DuckDB file BI tools read afterwards, or a postgres:// URL to run it in Postgres.
     #[arg(long, default_value = "sqlscore-demo.duckdb")]
     db: PathBuf,
     /// Where models/make_demo_models.py wrote the per-sensor models.
@@ -49,6 +49,14 @@ fn fill(template: &str, vars: &[(&str, String)]) -> String {
 }
 
 pub fn run(args: DemoArgs) -> Result<(), BoxError> {
+    let db = args.db.display().to_string();
+    if crate::pg::is_url(&db) {
+        println!(
+            "sqlscore demo (Postgres): {} devices x {} sensors x {} h every {} s -> {db}",
+            args.devices, args.sensors, args.hours, args.interval
+        );
+        return crate::pg::demo(&db, &args.models, args.devices, args.sensors, args.hours, args.interval);
+    }
     let steps = u64::from(args.hours) * 3600 / u64::from(args.interval.max(1));
     let total_rows = u64::from(args.devices) * u64::from(args.sensors) * steps;
     std::fs::create_dir_all(&args.data)?;

@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod models;
+mod pg;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
