@@ -99,5 +99,9 @@ demo-pg: venv pg-install cli demo-models
 pg-stop:
 	scripts/pg-cluster.sh stop
 
+bench-pg: venv pg-install cli
+	scripts/pg-cluster.sh start
+	$(CLI) bench-pg --url $(PG_URL)
+
 clean:
 	rm -rf dist target/bench sqlscore-demo.duckdb sqlscore-demo.duckdb.wal demo-data

@@ -118,7 +118,7 @@ fn read_matrix(conn: &Connection, features: &[String]) -> Result<Vec<f32>, BoxEr
 /// ONNX Runtime from Rust with nothing around it: one session, one run over all rows (the best
 /// case: no per-call cost), plus reading the outputs. Also timed in runs of DuckDB's chunk size
 /// (2,048 rows), the batch a scalar function gets, to separate ORT's batch-size effects from ours.
-fn raw_ort(model: &Path, x: &[f32], width: usize, threads: usize) -> Result<(f64, f64), BoxError> {
+pub(crate) fn raw_ort(model: &Path, x: &[f32], width: usize, threads: usize) -> Result<(f64, f64), BoxError> {
     let env = sqlscore_core::runtime::environment()?;
     let mut session = ort::session::Session::builder(&env)
         .map_err(|e| e.to_string())?

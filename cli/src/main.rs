@@ -2,6 +2,7 @@
 //! `model` manages a database's model registry; `bench` measures the hot paths.
 
 mod bench;
+mod bench_pg;
 mod demo;
 mod models;
 mod pg;
@@ -36,6 +37,8 @@ enum Command {
     },
     /// Benchmarks (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Postgres benchmarks against a running cluster with the extension installed.
+    BenchPg(bench_pg::BenchPgArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Model { command } => models::run(command),
         Command::Sql { db, query } => models::sql(&db, &query),
         Command::Bench(args) => bench::run(args),
+        Command::BenchPg(args) => bench_pg::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,3 +19,5 @@ SET min_parallel_table_scan_size = 0;
 EXPLAIN (COSTS OFF, VERBOSE)
 SELECT id, sqlscore.score('reg', x0, x1, x2, x3, x4, x5, x6, x7) FROM readings;
 SELECT round(sum(sqlscore.score('reg', x0, x1, x2, x3, x4, x5, x6, x7))::numeric, 4) AS parallel_sum FROM readings;
+-- The first column is the integer row key.
+SELECT try($$SELECT * FROM sqlscore.score_batch('lr', 'SELECT x0, id FROM readings')$$);
