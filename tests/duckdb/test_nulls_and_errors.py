@@ -115,7 +115,24 @@ attempt("SELECT 41 + 1")
     assert lines[1] == "OK [(42,)]"
 
 
-def test_null_policy_error_names_the_column():
+def test_settings_null_policy_and_threads(con):
+    register(con, "lr", "logistic_binary")
+    q = "SELECT score('lr', 1, NULL, 3, 4, 5, 6, 7, 8)"
+    assert con.execute("SELECT current_setting('sqlscore_null_policy')").fetchone()[0] == "null"
+    assert con.execute(q).fetchone()[0] is None
+    con.execute("SET sqlscore_null_policy = 'error'")
+    expect_error(con, q, "model 'lr': feature 2 is NULL")
+    con.execute("SET sqlscore_null_policy = 'sometimes'")
+    expect_error(con, "SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)", "invalid setting sqlscore_null_policy = 'sometimes'")
+    con.execute("RESET sqlscore_null_policy")
+    one = con.execute("SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0]
+    con.execute("SET sqlscore_intra_threads = 2")
+    assert con.execute("SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0] == one
+    con.execute("SET sqlscore_intra_threads = 0")
+    expect_error(con, "SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)", "expected 1 to 256")
+
+
+def test_null_policy_default_from_environment():
     out = run_isolated(PRELUDE + """
 attempt("SELECT score('models/logistic_binary.onnx', 1, 2, NULL, 4, 5, 6, 7, 8)")
 """, SQLSCORE_NULL_POLICY="error")

@@ -8,7 +8,7 @@ use libduckdb_sys as sys;
 use sqlscore_core::Engine;
 
 use super::ffi::{cstring, guarded, query};
-use super::{read_model, scalar, setup};
+use super::{read_model, scalar, settings, setup};
 
 /// The oldest C API whose struct has everything used here; loads into DuckDB 1.5.x and 2.0.x.
 const MIN_C_API: &str = "v1.2.0";
@@ -48,6 +48,12 @@ unsafe fn init(info: sys::duckdb_extension_info, access: *const sys::duckdb_exte
         // One engine (settings + model cache) per database instance.
         let engine = Arc::new(Engine::default());
         let registered = scalar::register(con, &engine).and_then(|_| read_model::register(con, &engine));
+        // SET options need C API v1.5.6 entries; without them the environment defaults apply.
+        let defaults = engine.config();
+        let _ = guarded(|| {
+            settings::register(con, &defaults);
+            Ok(())
+        });
         if registered.is_ok() {
             // A read-only database keeps the SQL layer it already has: failures here are not fatal.
             for sql in setup::statements() {

@@ -4,5 +4,6 @@ mod entry;
 mod ffi;
 mod read_model;
 mod scalar;
+mod settings;
 mod setup;
 mod vectors;

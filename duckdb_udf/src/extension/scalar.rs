@@ -12,6 +12,7 @@ use libduckdb_sys as sys;
 use sqlscore_core::{Batch, Engine, Error, Predictions, RunOptions, Want};
 
 use super::ffi::{cstring, guarded, is_valid, string_at, user_message, validity, LogicalType};
+use super::settings::CallSettings;
 use super::vectors::{Features, Output};
 
 /// Per-function state, owned by DuckDB through extra_info (per database, not a static).
@@ -52,6 +53,7 @@ pub unsafe fn register(con: sys::duckdb_connection, engine: &Arc<Engine>) -> Res
             let state = Box::new(FunctionState { engine: engine.clone(), want });
             sys::duckdb_scalar_function_set_extra_info(f, Box::into_raw(state).cast(), Some(drop_state));
             sys::duckdb_scalar_function_set_function(f, Some(invoke));
+            sys::duckdb_scalar_function_set_bind(f, Some(bind));
             let rc = sys::duckdb_register_scalar_function(con, f);
             sys::duckdb_destroy_scalar_function(&mut f);
             if rc != sys::duckdb_state_DuckDBSuccess {
@@ -68,10 +70,38 @@ unsafe extern "C" fn drop_state(p: *mut std::os::raw::c_void) {
     }
 }
 
+/// Reads the session's settings once per expression; execution gets them as bind data.
+unsafe extern "C" fn bind(info: sys::duckdb_bind_info) {
+    let result = guarded(|| unsafe {
+        let state = &*(sys::duckdb_scalar_function_bind_get_extra_info(info) as *const FunctionState);
+        let settings = super::settings::read(info, CallSettings::from_config(&state.engine.config()))?;
+        sys::duckdb_scalar_function_set_bind_data(info, Box::into_raw(Box::new(settings)).cast(), Some(drop_settings));
+        sys::duckdb_scalar_function_set_bind_data_copy(info, Some(copy_settings));
+        Ok(())
+    });
+    if let Err(msg) = result {
+        let c = cstring(&msg);
+        unsafe { sys::duckdb_scalar_function_bind_set_error(info, c.as_ptr()) };
+    }
+}
+
+unsafe extern "C" fn drop_settings(p: *mut std::os::raw::c_void) {
+    if !p.is_null() {
+        drop(unsafe { Box::from_raw(p.cast::<CallSettings>()) });
+    }
+}
+
+unsafe extern "C" fn copy_settings(p: *mut std::os::raw::c_void) -> *mut std::os::raw::c_void {
+    let settings = unsafe { *p.cast::<CallSettings>() };
+    Box::into_raw(Box::new(settings)).cast()
+}
+
 unsafe extern "C" fn invoke(info: sys::duckdb_function_info, input: sys::duckdb_data_chunk, output: sys::duckdb_vector) {
     let result = guarded(|| unsafe {
         let state = &*(sys::duckdb_scalar_function_get_extra_info(info) as *const FunctionState);
-        score_chunk(state, input, output).map_err(|e| user_message(&e))
+        let bound = sys::duckdb_scalar_function_get_bind_data(info) as *const CallSettings;
+        let settings = if bound.is_null() { CallSettings::from_config(&state.engine.config()) } else { *bound };
+        score_chunk(state, settings, input, output).map_err(|e| user_message(&e))
     });
     if let Err(msg) = result {
         let c = cstring(&msg);
@@ -91,7 +121,12 @@ fn injected_panic() -> bool {
     *FAULT.get_or_init(|| std::env::var("SQLSCORE_FAULT").is_ok_and(|v| v == "panic"))
 }
 
-unsafe fn score_chunk(state: &FunctionState, input: sys::duckdb_data_chunk, output: sys::duckdb_vector) -> Result<(), Error> {
+unsafe fn score_chunk(
+    state: &FunctionState,
+    settings: CallSettings,
+    input: sys::duckdb_data_chunk,
+    output: sys::duckdb_vector,
+) -> Result<(), Error> {
     if injected_panic() {
         panic!("injected fault (SQLSCORE_FAULT=panic)");
     }
@@ -148,8 +183,13 @@ unsafe fn score_chunk(state: &FunctionState, input: sys::duckdb_data_chunk, outp
         let feature_vectors: Vec<sys::duckdb_vector> = (MODEL_ARGS..ncols).map(arg).collect();
         let features = Features::new(&feature_vectors, n);
         let batch = Batch::new(features.columns(), n);
-        let config = state.engine.config();
-        let opts = RunOptions { null_policy: config.null_policy, batch_rows: config.batch_rows };
+        let mut config = state.engine.config();
+        if config.intra_threads != settings.intra_threads {
+            // New sessions get the new thread count; the engine drops the old ones.
+            config.intra_threads = settings.intra_threads;
+            state.engine.set_config(config.clone());
+        }
+        let opts = RunOptions { null_policy: settings.null_policy, batch_rows: config.batch_rows };
 
         for (label, source, rows) in &groups {
             let model = match source {
