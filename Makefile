@@ -41,6 +41,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: python/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r python/requirements.txt
+	# A second DuckDB, to test that the same extension file loads into the 2.0 line too.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(VENV)/duckdb-2.0.1 duckdb==2.0.1
 	touch $@
 
 duckdb-lib: $(DUCKDB_LIB_DIR)/libduckdb.so
