@@ -2,7 +2,7 @@
 """Turns the built cdylib into a DuckDB loadable extension file.
 
 DuckDB reads a 512-byte footer at the end of an extension: eight 32-byte NUL-padded fields
-stored in reverse order (logically: magic "4", platform, minimum C API version, extension
+stored in reverse order (logically: magic "4", platform, C API version (v1.5.6), extension
 version, ABI type "C_STRUCT", three empty), then a 256-byte signature (zeros: unsigned).
 The file is written next to its destination and renamed into place, because rewriting an
 extension a process has loaded crashes that process.
@@ -23,7 +23,7 @@ def field(text: str) -> bytes:
 def main() -> None:
     src, dst, ext_version = sys.argv[1], sys.argv[2], sys.argv[3]
     platform = os.environ.get("DUCKDB_PLATFORM", "linux_amd64")
-    logical = ["4", platform, "v1.2.0", ext_version, "C_STRUCT", "", "", ""]
+    logical = ["4", platform, "v1.5.6", ext_version, "C_STRUCT", "", "", ""]
     footer = b"".join(field(f) for f in reversed(logical)) + b"\0" * 256
     with open(src, "rb") as f:
         body = f.read()

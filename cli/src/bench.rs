@@ -53,8 +53,7 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
     let _ = std::fs::remove_file(&args.db);
     let _ = std::fs::remove_file(args.db.with_extension("duckdb.wal"));
     let conn = sqlscore_duckdb::open(&args.db)?;
-    conn.execute_batch(&format!("SET threads = {}", args.threads))?;
-    std::env::set_var("SQLSCORE_INTRA_THREADS", "1");
+    conn.execute_batch(&format!("SET threads = {}; SET sqlscore_intra_threads = 1", args.threads))?;
     let features: Vec<String> = (0..8).map(|k| format!("x{k}")).collect();
     let feature_sql: Vec<String> = (0..8)
         .map(|k| format!("(hash(i, {k}) % 2000000) / 1000000.0 - 1.0 AS x{k}"))

@@ -37,6 +37,24 @@ fn bind_by_position(
     info: &ModelInfo,
     columns: &[Column<'_>],
 ) -> Result<Vec<Vec<(usize, usize)>>> {
+    // A column of a type sqlscore cannot read says so, rather than skewing the arity count.
+    let mut position = 0;
+    for (i, c) in columns.iter().enumerate() {
+        if matches!(c.data, crate::batch::ColumnData::Unsupported { .. }) {
+            let mut seen = 0;
+            let input = info
+                .inputs
+                .iter()
+                .find(|inp| {
+                    seen += inp.width;
+                    position < seen
+                })
+                .or(info.inputs.last())
+                .ok_or_else(|| Error::Internal("model without inputs".into()))?;
+            check_type(model, input, c, i)?;
+        }
+        position += c.data.width();
+    }
     let flat: Vec<(usize, usize)> = columns
         .iter()
         .enumerate()

@@ -23,6 +23,26 @@ pub enum NullPolicy {
     Error,
 }
 
+impl std::str::FromStr for NullPolicy {
+    type Err = Error;
+
+    /// The setting's spelling in every front end: `null` or `error`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "null" => Ok(NullPolicy::Null),
+            "error" => Ok(NullPolicy::Error),
+            other => Err(Error::InvalidSetting {
+                name: "null_policy".into(),
+                value: other.into(),
+                reason: "expected 'null' or 'error'".into(),
+            }),
+        }
+    }
+}
+
+/// Intra-op threads a caller may ask for.
+pub const MAX_INTRA_THREADS: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// ONNX Runtime intra-op threads per session. The databases already run one scoring call
@@ -41,10 +61,10 @@ impl Default for EngineConfig {
         EngineConfig {
             intra_threads: env_usize("SQLSCORE_INTRA_THREADS").unwrap_or(1),
             batch_rows: env_usize("SQLSCORE_BATCH_ROWS").unwrap_or(16_384),
-            null_policy: match std::env::var("SQLSCORE_NULL_POLICY").as_deref() {
-                Ok("error") => NullPolicy::Error,
-                _ => NullPolicy::Null,
-            },
+            null_policy: std::env::var("SQLSCORE_NULL_POLICY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(NullPolicy::Null),
             max_model_bytes: env_usize("SQLSCORE_MAX_MODEL_BYTES").unwrap_or(1 << 30),
             cache_capacity: 4096,
         }
@@ -65,8 +85,9 @@ pub struct Model {
     pub info: ModelInfo,
     pub size: usize,
     bytes: Arc<[u8]>,
-    intra_threads: usize,
-    pool: Mutex<Vec<ort::session::Session>>,
+    /// Idle sessions with the intra-op thread count they were built with: callers (DuckDB
+    /// sessions, Postgres backends) may ask for different counts at the same time.
+    pool: Mutex<Vec<(usize, ort::session::Session)>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -94,24 +115,28 @@ impl Model {
             info,
             size: bytes.len(),
             bytes,
-            intra_threads: config.intra_threads,
-            pool: Mutex::new(vec![session]),
+            pool: Mutex::new(vec![(config.intra_threads, session)]),
         })
     }
 
-    /// Runs `f` with a session of its own; concurrent callers get separate sessions.
+    /// Runs `f` with a session of its own, built with `intra_threads`; concurrent callers get
+    /// separate sessions.
     pub(crate) fn with_session<R>(
         &self,
         label: &str,
+        intra_threads: usize,
         f: impl FnOnce(&mut ort::session::Session) -> Result<R>,
     ) -> Result<R> {
-        let popped = self.pool.lock().pop();
+        let popped = {
+            let mut pool = self.pool.lock();
+            pool.iter().rposition(|(t, _)| *t == intra_threads).map(|i| pool.swap_remove(i).1)
+        };
         let mut session = match popped {
             Some(s) => s,
-            None => build_session(label, &self.bytes, self.intra_threads)?,
+            None => build_session(label, &self.bytes, intra_threads)?,
         };
         let out = f(&mut session);
-        self.pool.lock().push(session);
+        self.pool.lock().push((intra_threads, session));
         out
     }
 }
@@ -164,13 +189,9 @@ impl Engine {
         self.config.read().clone()
     }
 
-    /// New sessions use the new settings; loaded models keep theirs until evicted or cleared.
+    /// Defaults for later calls; loaded models stay cached (each call names its thread count).
     pub fn set_config(&self, config: EngineConfig) {
-        let threads_changed = config.intra_threads != self.config.read().intra_threads;
         *self.config.write() = config;
-        if threads_changed {
-            self.clear();
-        }
     }
 
     pub fn clear(&self) {
@@ -226,11 +247,16 @@ impl Engine {
 
     /// The hot path for registered models: the registry hands over the hash it stored, so a
     /// cached model is found without touching (or hashing) its bytes.
-    pub fn get_or_load(&self, label: &str, sha256: &str, bytes: impl FnOnce() -> Vec<u8>) -> Result<Arc<Model>> {
+    pub fn get_or_load(
+        &self,
+        label: &str,
+        sha256: &str,
+        bytes: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Arc<Model>> {
         if let Some(m) = self.lookup(sha256) {
             return Ok(m);
         }
-        let bytes = bytes();
+        let bytes = bytes()?;
         let actual = sha256_hex(&bytes);
         if actual != sha256 {
             return Err(Error::InvalidModel {

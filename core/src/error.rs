@@ -32,6 +32,9 @@ pub enum Error {
     #[error("model '{model}': the row has no field '{input}' ({expected}); its fields are: {available}")]
     MissingInput { model: String, input: String, expected: String, available: String },
 
+    #[error("invalid model {what} '{value}': {reason}")]
+    InvalidName { what: &'static str, value: String, reason: String },
+
     #[error("model '{model}': {column} is NULL")]
     NullFeature { model: String, column: String },
 
@@ -70,6 +73,7 @@ impl Error {
             | Error::TypeMismatch { .. }
             | Error::MissingInput { .. }
             | Error::NullFeature { .. }
+            | Error::InvalidName { .. }
             | Error::ModelFile { .. } => ErrorKind::UserInput,
             Error::InvalidModel { .. } | Error::Unsupported { .. } | Error::Execution { .. } => {
                 ErrorKind::Model

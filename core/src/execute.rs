@@ -67,6 +67,24 @@ impl Predictions {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The scores, or an empty vector when these are not scores.
+    pub fn into_scores(self) -> Vec<Option<f64>> {
+        if let Predictions::Score(v) = self { v } else { Vec::new() }
+    }
+
+    pub fn into_labels(self) -> Vec<Option<String>> {
+        if let Predictions::Label(v) = self { v } else { Vec::new() }
+    }
+
+    pub fn into_probabilities(self) -> Vec<Option<Vec<f64>>> {
+        if let Predictions::Probabilities(v) = self { v } else { Vec::new() }
+    }
+
+    /// `score_all` rows as JSON text.
+    pub fn into_json(self) -> Vec<Option<String>> {
+        if let Predictions::All(v) = self { v } else { Vec::new() }
+    }
 }
 
 /// Options of one scoring call (the front end's settings).
@@ -74,6 +92,14 @@ impl Predictions {
 pub struct RunOptions {
     pub null_policy: NullPolicy,
     pub batch_rows: usize,
+    /// ONNX Runtime intra-op threads of the session the call runs on.
+    pub intra_threads: usize,
+}
+
+impl RunOptions {
+    pub fn from_config(c: &crate::EngineConfig) -> Self {
+        RunOptions { null_policy: c.null_policy, batch_rows: c.batch_rows, intra_threads: c.intra_threads }
+    }
 }
 
 impl Model {
@@ -138,7 +164,7 @@ impl Model {
         };
         let mut scored = Predictions::with_capacity(want, scored_rows.len());
         for chunk in scored_rows.chunks(opts.batch_rows.max(1)) {
-            self.run_chunk(label, batch, &binding, chunk, want, &mut scored)?;
+            self.run_chunk(label, batch, &binding, chunk, want, opts.intra_threads.max(1), &mut scored)?;
         }
         if !any_null {
             return Ok(scored);
@@ -153,6 +179,7 @@ impl Model {
         binding: &Binding,
         rows: &[usize],
         want: Want,
+        intra_threads: usize,
         out: &mut Predictions,
     ) -> Result<()> {
         let n = rows.len();
@@ -185,6 +212,15 @@ impl Model {
                     match input.elem {
                         ElemType::Int64 => Tensor::from_array((shape, buf)).map_err(exec_err(label))?.into_dyn(),
                         ElemType::Int32 => {
+                            if let Some(x) = buf.iter().find(|x| i32::try_from(**x).is_err()) {
+                                return Err(Error::TypeMismatch {
+                                    model: label.into(),
+                                    input: input.name.clone(),
+                                    column: "a value".into(),
+                                    expected: "an int32".into(),
+                                    got: format!("{x}, out of range"),
+                                });
+                            }
                             let v: Vec<i32> = buf.into_iter().map(|x| x as i32).collect();
                             Tensor::from_array((shape, v)).map_err(exec_err(label))?.into_dyn()
                         }
@@ -210,7 +246,7 @@ impl Model {
             };
             inputs.push((input.name.clone(), value.into()));
         }
-        self.with_session(label, |session| {
+        self.with_session(label, intra_threads, |session| {
             let outputs = session.run(inputs).map_err(exec_err(label))?;
             let info = &self.info;
             let get = |idx: usize| -> Result<OutTensor> {

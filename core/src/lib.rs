@@ -11,7 +11,7 @@ pub mod model;
 pub mod runtime;
 
 pub use batch::{Batch, Column, ColumnData, DecimalValues};
-pub use engine::{sha256_hex, Engine, EngineConfig, Model, NullPolicy};
+pub use engine::{sha256_hex, Engine, EngineConfig, Model, NullPolicy, MAX_INTRA_THREADS};
 pub use error::{Error, ErrorKind, Result};
 pub use execute::{Predictions, RunOptions, Want};
-pub use model::{ElemType, InputInfo, ModelInfo, OutputInfo};
+pub use model::{parse_ref, validate_name, ElemType, InputInfo, ModelInfo, OutputInfo};

@@ -5,6 +5,31 @@ use serde::Serialize;
 
 use crate::error::{Error, Plural, Result};
 
+/// Registry names are plain: `name@version` selects a version, and the DuckDB front end reads a
+/// model argument with `/` or an `.onnx` suffix as a file path.
+pub fn validate_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.contains('@') || name.contains('/') || name.ends_with(".onnx") {
+        return Err(Error::InvalidName {
+            what: "name",
+            value: name.into(),
+            reason: "use a non-empty name without '@' or '/' that does not end in .onnx (name@version selects a version)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// `churn` -> (churn, None); `churn@3` -> (churn, Some(3)); `churn@x` is an error.
+pub fn parse_ref(model: &str) -> Result<(&str, Option<i32>)> {
+    match model.rsplit_once('@') {
+        None => Ok((model, None)),
+        Some((name, v)) => v.parse::<i32>().map(|v| (name, Some(v))).map_err(|_| Error::InvalidName {
+            what: "reference",
+            value: model.into(),
+            reason: "expected name or name@version, e.g. churn@3".into(),
+        }),
+    }
+}
+
 /// Element types sqlscore can feed or read. Others make a model unsupported, with a clear error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -152,6 +177,11 @@ impl ModelInfo {
 
     pub fn outputs_json(&self) -> String {
         serde_json::to_string(&self.outputs).unwrap_or_default()
+    }
+
+    /// What registries store about a model: hash, size, inputs and outputs.
+    pub fn describe(&self, sha256: &str, size: usize) -> serde_json::Value {
+        serde_json::json!({ "sha256": sha256, "size": size, "inputs": self.inputs, "outputs": self.outputs })
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use sqlscore_core::{Batch, Column, ColumnData, Engine, Error, ErrorKind, NullPolicy, Predictions, RunOptions, Want};
 
-const OPTS: RunOptions = RunOptions { null_policy: NullPolicy::Null, batch_rows: 1024 };
+const OPTS: RunOptions = RunOptions { null_policy: NullPolicy::Null, batch_rows: 1024, intra_threads: 1 };
 
 fn scores(p: Predictions) -> Vec<Option<f64>> {
     match p {
@@ -161,13 +161,26 @@ fn corrupt_and_non_onnx_bytes_are_invalid_models() {
 fn tampered_registry_hash_is_detected() {
     let engine = Engine::default();
     let bytes = std::fs::read(model_path("logistic_binary")).unwrap();
-    let err = engine.get_or_load("m", &"0".repeat(64), || bytes.clone()).unwrap_err();
+    let err = engine.get_or_load("m", &"0".repeat(64), || Ok(bytes.clone())).unwrap_err();
     assert!(err.to_string().contains("does not match its bytes"), "{err}");
     let sha = sqlscore_core::sha256_hex(&bytes);
-    let m = engine.get_or_load("m", &sha, || bytes.clone()).unwrap();
+    let m = engine.get_or_load("m", &sha, || Ok(bytes.clone())).unwrap();
     // Cached by content hash: the second lookup never asks for the bytes.
     let again = engine.get_or_load("m", &sha, || panic!("bytes must not be read on a cache hit")).unwrap();
     assert!(std::sync::Arc::ptr_eq(&m, &again));
+}
+
+#[test]
+fn names_and_references() {
+    assert!(sqlscore_core::validate_name("churn").is_ok());
+    for bad in ["", "a@1", "dir/m", "m.onnx"] {
+        assert!(sqlscore_core::validate_name(bad).is_err(), "{bad}");
+    }
+    assert_eq!(sqlscore_core::parse_ref("churn@3").unwrap(), ("churn", Some(3)));
+    assert_eq!(sqlscore_core::parse_ref("churn").unwrap(), ("churn", None));
+    assert!(sqlscore_core::parse_ref("churn@x").is_err());
+    assert_eq!("ERROR".parse::<NullPolicy>().unwrap(), NullPolicy::Error);
+    assert!("maybe".parse::<NullPolicy>().is_err());
 }
 
 #[test]
@@ -186,11 +199,17 @@ fn sessions_are_shared_across_threads() {
     let b = batch(&cols, false);
     let rows: Vec<usize> = (0..32).collect();
     let want = scores(m.predict("g", &b, &rows, Want::Score, OPTS).unwrap());
+    // Callers asking for different intra-op thread counts at once each get a matching session.
     std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
+        for t in 0..4 {
+            let (m, b, rows, want) = (&m, &b, &rows, &want);
+            s.spawn(move || {
+                let opts = RunOptions { intra_threads: 1 + t % 2, ..OPTS };
                 for _ in 0..20 {
-                    assert_eq!(scores(m.predict("g", &b, &rows, Want::Score, OPTS).unwrap()), want);
+                    let got = scores(m.predict("g", b, rows, Want::Score, opts).unwrap());
+                    for (g, w) in got.iter().zip(want) {
+                        assert!((g.unwrap() - w.unwrap()).abs() < 1e-6);
+                    }
                 }
             });
         }

@@ -129,7 +129,7 @@ def test_settings_null_policy_and_threads(con):
     con.execute("SET sqlscore_intra_threads = 2")
     assert con.execute("SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0] == one
     con.execute("SET sqlscore_intra_threads = 0")
-    expect_error(con, "SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)", "expected 1 to 256")
+    expect_error(con, "SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)", "expected 1 to 64")
 
 
 def test_null_policy_default_from_environment():
@@ -149,3 +149,40 @@ attempt("SELECT 41 + 1")
     lines = out.stdout.splitlines()
     assert lines[0].startswith("ERR") and "internal error" in lines[0] and "panic" in lines[0], lines
     assert lines[1] == "OK [(42,)]"
+
+
+def test_null_element_in_an_array_feature_is_a_null_row(con):
+    register(con, "lr", "logistic_binary")
+    got = con.execute(
+        "SELECT score('lr', [1, 2, NULL, 4, 5, 6, 7, 8]::DOUBLE[8]), score('lr', [1, 2, 3, 4, 5, 6, 7, 8]::DOUBLE[]),"
+        " score('lr', [1, NULL, 3, 4, 5, 6, 7, 8])"
+    ).fetchone()
+    assert got[0] is None and got[1] is not None and got[2] is None
+    con.execute("SET sqlscore_null_policy = 'error'")
+    expect_error(con, "SELECT score('lr', [1, 2, NULL, 4, 5, 6, 7, 8]::DOUBLE[8])", "is NULL")
+
+
+def test_non_numeric_and_nested_lists_are_refused(con):
+    register(con, "lr", "logistic_binary")
+    expect_error(con, "SELECT score('lr', ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'])", "a list of VARCHAR")
+    expect_error(con, "SELECT score('lr', [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]])", "a list of LIST")
+
+
+def test_file_models_respect_enable_external_access(tmp_path):
+    from conftest import connect, model_path
+    c = connect()
+    c.execute("INSERT INTO sqlscore_models FROM sqlscore_register('lr', ?)", [model_path("logistic_binary")])
+    c.execute("SET enable_external_access = false")
+    expect_error(c, f"SELECT score('{model_path('gbm_regressor')}', 1, 2, 3, 4, 5, 6, 7, 8)", "file access is disabled")
+    expect_error(c, f"INSERT INTO sqlscore_models FROM sqlscore_register('x', '{model_path('gbm_regressor')}')",
+                 "file access is disabled")
+    # Registered models keep working: their bytes are in the database.
+    assert c.execute("SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0] is not None
+
+
+def test_user_columns_named_like_registry_columns(con):
+    register(con, "lr", "logistic_binary")
+    got = con.execute(
+        "SELECT score(ref, 1, 2, 3, 4, 5, 6, 7, 8) FROM (SELECT 'lr' AS ref, 'x' AS sha256, 'y' AS onnx)"
+    ).fetchone()[0]
+    assert got == con.execute("SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0]

@@ -10,8 +10,9 @@ use sqlscore_core::Engine;
 use super::ffi::{cstring, guarded, query};
 use super::{read_model, scalar, settings, setup};
 
-/// The oldest C API whose struct has everything used here; loads into DuckDB 1.5.x and 2.0.x.
-const MIN_C_API: &str = "v1.2.0";
+/// The C API whose struct has everything used here (scalar bind data, client context and
+/// configuration options became stable in v1.5.6): loads into DuckDB 1.5.6 and 2.0.x.
+const MIN_C_API: &str = "v1.5.6";
 
 #[no_mangle]
 pub unsafe extern "C" fn sqlscore_init_c_api(
@@ -48,12 +49,7 @@ unsafe fn init(info: sys::duckdb_extension_info, access: *const sys::duckdb_exte
         // One engine (settings + model cache) per database instance.
         let engine = Arc::new(Engine::default());
         let registered = scalar::register(con, &engine).and_then(|_| read_model::register(con, &engine));
-        // SET options need C API v1.5.6 entries; without them the environment defaults apply.
-        let defaults = engine.config();
-        let _ = guarded(|| {
-            settings::register(con, &defaults);
-            Ok(())
-        });
+        settings::register(con, &engine.config());
         if registered.is_ok() {
             // A read-only database keeps the SQL layer it already has: failures here are not fatal.
             for sql in setup::statements() {

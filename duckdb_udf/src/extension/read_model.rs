@@ -63,22 +63,17 @@ unsafe fn string_param(info: sys::duckdb_bind_info, i: u64) -> String {
     }
 }
 
-/// Registry names are plain: `name@version` selects a version and a `.onnx` suffix means a file.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() || name.contains('@') || name.ends_with(".onnx") || name.contains('/') {
-        return Err(format!(
-            "invalid model name '{name}': use a non-empty name without '@' or '/' that does not end in .onnx"
-        ));
-    }
-    Ok(())
-}
-
 unsafe extern "C" fn bind(info: sys::duckdb_bind_info) {
     let result = guarded(|| unsafe {
         let engine = &*(sys::duckdb_bind_get_extra_info(info) as *const Arc<Engine>);
         let path = string_param(info, 0);
         let name = string_param(info, 1);
-        check_name(&name)?;
+        sqlscore_core::validate_name(&name).map_err(|e| user_message(&e))?;
+        if !super::settings::external_access(info) {
+            return Err(format!(
+                "cannot read model file '{path}': file access is disabled (enable_external_access = false)"
+            ));
+        }
         let onnx = std::fs::read(&path)
             .map_err(|e| user_message(&Error::ModelFile { path: path.clone(), reason: e.to_string() }))?;
         let model = engine.load_bytes(&name, &onnx).map_err(|e| user_message(&e))?;

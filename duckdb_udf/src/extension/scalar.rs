@@ -183,17 +183,21 @@ unsafe fn score_chunk(
         let feature_vectors: Vec<sys::duckdb_vector> = (MODEL_ARGS..ncols).map(arg).collect();
         let features = Features::new(&feature_vectors, n);
         let batch = Batch::new(features.columns(), n);
-        let mut config = state.engine.config();
-        if config.intra_threads != settings.intra_threads {
-            // New sessions get the new thread count; the engine drops the old ones.
-            config.intra_threads = settings.intra_threads;
-            state.engine.set_config(config.clone());
-        }
-        let opts = RunOptions { null_policy: settings.null_policy, batch_rows: config.batch_rows };
+        let opts = RunOptions {
+            null_policy: settings.null_policy,
+            batch_rows: state.engine.config().batch_rows,
+            intra_threads: settings.intra_threads,
+        };
 
         for (label, source, rows) in &groups {
             let model = match source {
-                Source::Registered { sha256, onnx } => state.engine.get_or_load(label, sha256, || onnx.to_vec())?,
+                Source::Registered { sha256, onnx } => state.engine.get_or_load(label, sha256, || Ok(onnx.to_vec()))?,
+                Source::Unregistered if looks_like_path(label) && !settings.external_access => {
+                    return Err(Error::ModelFile {
+                        path: label.to_string(),
+                        reason: "file access is disabled (enable_external_access = false); register the model instead".into(),
+                    });
+                }
                 Source::Unregistered if looks_like_path(label) => state.engine.load_path(Path::new(label))?,
                 Source::Unregistered => {
                     let known_vec = arg(2);

@@ -3,7 +3,7 @@
 //! bind step from the caller's client context, and carried to execution as bind data.
 
 use libduckdb_sys as sys;
-use sqlscore_core::{EngineConfig, NullPolicy};
+use sqlscore_core::{EngineConfig, NullPolicy, MAX_INTRA_THREADS};
 
 use super::ffi::{cstring, take_duckdb_string, LogicalType};
 
@@ -15,16 +15,18 @@ pub const INTRA_THREADS: &str = "sqlscore_intra_threads";
 pub struct CallSettings {
     pub null_policy: NullPolicy,
     pub intra_threads: usize,
+    /// DuckDB's `enable_external_access`: when false, model arguments that are file paths are
+    /// refused, as DuckDB refuses its own file reads.
+    pub external_access: bool,
 }
 
 impl CallSettings {
     pub fn from_config(c: &EngineConfig) -> Self {
-        CallSettings { null_policy: c.null_policy, intra_threads: c.intra_threads }
+        CallSettings { null_policy: c.null_policy, intra_threads: c.intra_threads, external_access: true }
     }
 }
 
-/// Registers the options; an older DuckDB without configuration options keeps the environment
-/// defaults (the caller catches a panic from a missing API entry).
+/// Registers the options (C API v1.5.6, which the extension requires).
 pub unsafe fn register(con: sys::duckdb_connection, defaults: &EngineConfig) {
     let null_default = match defaults.null_policy {
         NullPolicy::Null => "null",
@@ -64,12 +66,25 @@ unsafe fn option(con: sys::duckdb_connection, name: &str, description: &str, ty:
     }
 }
 
-/// Reads the settings in effect for the statement being bound.
+/// Reads the settings in effect for the scalar function being bound.
 pub unsafe fn read(info: sys::duckdb_bind_info, fallback: CallSettings) -> Result<CallSettings, String> {
+    let mut ctx: sys::duckdb_client_context = std::ptr::null_mut();
+    unsafe { sys::duckdb_scalar_function_get_client_context(info, &mut ctx) };
+    unsafe { read_context(ctx, fallback) }
+}
+
+/// Whether DuckDB may read files for the table function being bound.
+pub unsafe fn external_access(info: sys::duckdb_bind_info) -> bool {
+    let mut ctx: sys::duckdb_client_context = std::ptr::null_mut();
+    unsafe { sys::duckdb_table_function_get_client_context(info, &mut ctx) };
+    let fallback = CallSettings { null_policy: NullPolicy::Null, intra_threads: 1, external_access: true };
+    unsafe { read_context(ctx, fallback) }.map(|s| s.external_access).unwrap_or(true)
+}
+
+/// Reads the settings from a client context and destroys it.
+unsafe fn read_context(mut ctx: sys::duckdb_client_context, fallback: CallSettings) -> Result<CallSettings, String> {
     let mut out = fallback;
     unsafe {
-        let mut ctx: sys::duckdb_client_context = std::ptr::null_mut();
-        sys::duckdb_scalar_function_get_client_context(info, &mut ctx);
         if ctx.is_null() {
             return Ok(out);
         }
@@ -82,12 +97,11 @@ pub unsafe fn read(info: sys::duckdb_bind_info, fallback: CallSettings) -> Resul
         if !v.is_null() {
             let text = take_duckdb_string(sys::duckdb_get_varchar(v));
             sys::duckdb_destroy_value(&mut v);
-            out.null_policy = match text.to_ascii_lowercase().as_str() {
-                "null" => NullPolicy::Null,
-                "error" => NullPolicy::Error,
-                other => {
+            out.null_policy = match text.parse::<NullPolicy>() {
+                Ok(p) => p,
+                Err(_) => {
                     sys::duckdb_destroy_client_context(&mut ctx);
-                    return Err(format!("invalid setting {NULL_POLICY} = '{other}': expected 'null' or 'error'"));
+                    return Err(format!("invalid setting {NULL_POLICY} = '{text}': expected 'null' or 'error'"));
                 }
             };
         }
@@ -95,11 +109,16 @@ pub unsafe fn read(info: sys::duckdb_bind_info, fallback: CallSettings) -> Resul
         if !v.is_null() {
             let n = sys::duckdb_get_int64(v);
             sys::duckdb_destroy_value(&mut v);
-            if !(1..=256).contains(&n) {
+            if !(1..=MAX_INTRA_THREADS as i64).contains(&n) {
                 sys::duckdb_destroy_client_context(&mut ctx);
-                return Err(format!("invalid setting {INTRA_THREADS} = {n}: expected 1 to 256"));
+                return Err(format!("invalid setting {INTRA_THREADS} = {n}: expected 1 to {MAX_INTRA_THREADS}"));
             }
             out.intra_threads = n as usize;
+        }
+        let mut v = get("enable_external_access");
+        if !v.is_null() {
+            out.external_access = sys::duckdb_get_bool(v);
+            sys::duckdb_destroy_value(&mut v);
         }
         sys::duckdb_destroy_client_context(&mut ctx);
     }

@@ -19,10 +19,13 @@ CREATE TABLE IF NOT EXISTS sqlscore_models (
     onnx        BLOB NOT NULL,
     PRIMARY KEY (name, version)
 );
+-- Columns named __sqlscore_*: the macros substitute the user's model expression inside a
+-- subquery over this view, where a user column called `ref` would otherwise bind to the view's.
 CREATE OR REPLACE VIEW sqlscore_model_refs AS
-    SELECT name || '@' || version AS ref, sha256, onnx FROM sqlscore_models
+    SELECT name || '@' || version AS __sqlscore_ref, sha256 AS __sqlscore_sha256, onnx AS __sqlscore_onnx
+    FROM sqlscore_models
     UNION ALL
-    SELECT m.name AS ref, m.sha256, m.onnx
+    SELECT m.name, m.sha256, m.onnx
     FROM sqlscore_models m
     JOIN (SELECT name, max(version) AS version FROM sqlscore_models GROUP BY name) latest
       ON m.name = latest.name AND m.version = latest.version;
@@ -46,7 +49,8 @@ CREATE OR REPLACE MACRO sqlscore_register(model_name, model_path, description :=
 
 /// One macro with an overload per feature count: DuckDB macros have no varargs.
 fn scoring_macro(name: &str, implementation: &str, cast: &str) -> String {
-    let lookup = "(SELECT {'sha256': r.sha256, 'onnx': r.onnx} FROM sqlscore_model_refs r WHERE r.ref = model)";
+    let lookup = "(SELECT {'sha256': __sqlscore_sha256, 'onnx': __sqlscore_onnx} FROM sqlscore_model_refs \
+                  WHERE __sqlscore_ref = model)";
     let known = "(SELECT string_agg(DISTINCT k.name, ', ' ORDER BY k.name) FROM sqlscore_models k)";
     let overloads: Vec<String> = (1..=MAX_POSITIONAL_FEATURES)
         .map(|n| {

@@ -39,27 +39,35 @@ impl Features {
                 for i in 0..count {
                     let name = unsafe { super::ffi::take_duckdb_string(sys::duckdb_struct_type_child_name(ty.0, i)) };
                     let child = unsafe { sys::duckdb_struct_vector_get_child(*single, i) };
-                    let mask = match (parent, unsafe { validity(child, n) }) {
-                        (None, own) => Mask::Borrowed(own.map(|m| m.as_ptr())),
-                        (Some(p), None) => {
-                            f.owned_masks.push(p.to_vec());
-                            Mask::Owned(f.owned_masks.len() - 1)
-                        }
-                        (Some(p), Some(c)) => {
-                            f.owned_masks.push(p.iter().zip(c).map(|(a, b)| a & b).collect());
-                            Mask::Owned(f.owned_masks.len() - 1)
-                        }
-                    };
+                    let mask = unsafe { f.mask(child, parent) };
                     f.specs.push(Spec { vector: child, name: Some(name), mask });
                 }
                 return f;
             }
         }
         for &v in vectors {
-            let mask = Mask::Borrowed(unsafe { validity(v, n) }.map(|m| m.as_ptr()));
+            let mask = unsafe { f.mask(v, None) };
             f.specs.push(Spec { vector: v, name: None, mask });
         }
         f
+    }
+
+    /// A row is valid when its parent row (struct) is, the vector's own row is, and, for a
+    /// list/array feature, every element is.
+    unsafe fn mask(&mut self, v: sys::duckdb_vector, parent: Option<&[u64]>) -> Mask {
+        let own = unsafe { validity(v, self.n) };
+        let elements = unsafe { element_mask(v, self.n) };
+        if parent.is_none() && elements.is_none() {
+            return Mask::Borrowed(own.map(|m| m.as_ptr()));
+        }
+        let mut combined = vec![u64::MAX; self.n.div_ceil(64)];
+        for m in [parent, own, elements.as_deref()].into_iter().flatten() {
+            for (c, w) in combined.iter_mut().zip(m) {
+                *c &= w;
+            }
+        }
+        self.owned_masks.push(combined);
+        Mask::Owned(self.owned_masks.len() - 1)
     }
 
     pub unsafe fn columns(&self) -> Vec<Column<'_>> {
@@ -79,6 +87,59 @@ impl Features {
     }
 }
 
+/// For LIST/ARRAY vectors with NULL elements: rows whose elements are all valid.
+unsafe fn element_mask(v: sys::duckdb_vector, n: usize) -> Option<Vec<u64>> {
+    let ty = LogicalType::of_vector(v);
+    let ranges: Vec<(usize, usize)> = unsafe {
+        match ty.id() {
+            sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY => {
+                let w = sys::duckdb_array_type_array_size(ty.0) as usize;
+                (0..n).map(|r| (r * w, w)).collect()
+            }
+            sys::DUCKDB_TYPE_DUCKDB_TYPE_LIST => {
+                let entries: &[sys::duckdb_list_entry] = slice(v, n);
+                entries.iter().map(|e| (e.offset as usize, e.length as usize)).collect()
+            }
+            _ => return None,
+        }
+    };
+    let child = unsafe {
+        if ty.id() == sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY {
+            sys::duckdb_array_vector_get_child(v)
+        } else {
+            sys::duckdb_list_vector_get_child(v)
+        }
+    };
+    let total = ranges.iter().map(|(o, l)| o + l).max().unwrap_or(0);
+    let child_valid = unsafe { validity(child, total) }?;
+    let mut mask = vec![u64::MAX; n.div_ceil(64)];
+    for (r, (offset, len)) in ranges.into_iter().enumerate() {
+        if !(offset..offset + len).all(|i| is_valid(Some(child_valid), i)) {
+            mask[r / 64] &= !(1u64 << (r % 64));
+        }
+    }
+    Some(mask)
+}
+
+/// Element types a list/array feature may have; read only after this check (VARCHAR children
+/// under NULL rows hold garbage).
+fn is_numeric_type(id: sys::DUCKDB_TYPE) -> bool {
+    matches!(
+        id,
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_TINYINT
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_UTINYINT
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_USMALLINT
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_UINTEGER
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_UBIGINT
+            | sys::DUCKDB_TYPE_DUCKDB_TYPE_DECIMAL
+    )
+}
+
 unsafe fn slice<'a, T>(v: sys::duckdb_vector, n: usize) -> &'a [T] {
     let p = unsafe { sys::duckdb_vector_get_data(v) } as *const T;
     if n == 0 || p.is_null() {
@@ -90,7 +151,10 @@ unsafe fn slice<'a, T>(v: sys::duckdb_vector, n: usize) -> &'a [T] {
 
 fn type_name(id: sys::DUCKDB_TYPE) -> String {
     match id {
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_HUGEINT => "HUGEINT",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_HUGEINT => "HUGEINT (cast it to BIGINT or DOUBLE)",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_LIST => "LIST",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY => "ARRAY",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => "VARCHAR",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_UHUGEINT => "UHUGEINT",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_DATE => "DATE",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP | sys::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP_TZ => "TIMESTAMP",
@@ -152,10 +216,11 @@ unsafe fn column_data<'a>(v: sys::duckdb_vector, n: usize, mask: Option<&[u64]>)
             sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY => {
                 let width = sys::duckdb_array_type_array_size(ty.0) as usize;
                 let child = sys::duckdb_array_vector_get_child(v);
-                let inner = column_data(child, n * width, None);
-                if !inner.is_numeric() {
-                    return ColumnData::Unsupported { type_name: format!("{}[{width}]", inner.type_name()) };
+                let child_id = LogicalType::of_vector(child).id();
+                if !is_numeric_type(child_id) {
+                    return ColumnData::Unsupported { type_name: format!("an array of {}", type_name(child_id)) };
                 }
+                let inner = column_data(child, n * width, None);
                 let values = (0..n * width).map(|i| inner.f64_at(i, 0)).collect();
                 ColumnData::F64List { values, width }
             }
@@ -167,15 +232,18 @@ unsafe fn column_data<'a>(v: sys::duckdb_vector, n: usize, mask: Option<&[u64]>)
 }
 
 /// A LIST column feeding a wide input must have the same length in every row.
-unsafe fn list_data<'a>(v: sys::duckdb_vector, n: usize, mask: Option<&[u64]>) -> ColumnData<'a> {
+unsafe fn list_data<'a>(v: sys::duckdb_vector, n: usize, _mask: Option<&[u64]>) -> ColumnData<'a> {
     unsafe {
+        // The list's own validity: a row NULL only because of a NULL element still has a width.
+        let mask = validity(v, n);
         let entries: &[sys::duckdb_list_entry] = slice(v, n);
         let child = sys::duckdb_list_vector_get_child(v);
+        let child_id = LogicalType::of_vector(child).id();
+        if !is_numeric_type(child_id) {
+            return ColumnData::Unsupported { type_name: format!("a list of {}", type_name(child_id)) };
+        }
         let total = sys::duckdb_list_vector_get_size(v) as usize;
         let inner = column_data(child, total, None);
-        if !inner.is_numeric() {
-            return ColumnData::Unsupported { type_name: format!("{}[]", inner.type_name()) };
-        }
         let mut width = None;
         for (r, e) in entries.iter().enumerate() {
             if !is_valid(mask, r) {
