@@ -38,8 +38,9 @@ test-duckdb: venv extension cli
 	$(PY) -m pytest -q tests/duckdb tests/cli
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: python/requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV)/.installed: python/requirements.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || \
+	  (apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV))
 	$(PY) -m pip install -q --disable-pip-version-check -r python/requirements.txt
 	# A second DuckDB, to test that the same extension file loads into the 2.0 line too.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(VENV)/duckdb-2.0.1 duckdb==2.0.1
@@ -75,7 +76,7 @@ pg-deps:
 	@pkgs="postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang sudo"; \
 	missing=$$(for p in $$pkgs; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
-	@cargo pgrx --version 2>/dev/null | grep -q "$(PGRX_VERSION)" || $(CARGO) install cargo-pgrx --version $(PGRX_VERSION) --locked
+	@$(CARGO) pgrx --version 2>/dev/null | grep -q "$(PGRX_VERSION)" || $(CARGO) install cargo-pgrx --version $(PGRX_VERSION) --locked --force
 	@grep -q "pg15" $${PGRX_HOME:-$$HOME/.pgrx}/config.toml 2>/dev/null || $(CARGO) pgrx init --pg15 $(PG_CONFIG)
 
 # Installs the release build into the machine's PostgreSQL 15: CREATE EXTENSION sqlscore works

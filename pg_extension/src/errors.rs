@@ -8,6 +8,8 @@ use sqlscore_core::Error;
 pub fn report(e: Error) -> ErrorReport {
     let code = match &e {
         Error::UnknownModel { .. } => Code::ERRCODE_UNDEFINED_OBJECT,
+        Error::InvalidName { what: "reference", .. } => Code::ERRCODE_INVALID_TEXT_REPRESENTATION,
+        Error::InvalidName { .. } => Code::ERRCODE_INVALID_PARAMETER_VALUE,
         Error::Arity { .. } | Error::MissingInput { .. } | Error::InvalidSetting { .. } => {
             Code::ERRCODE_INVALID_PARAMETER_VALUE
         }

@@ -35,7 +35,7 @@ pub fn init() {
         c"Parallel query already runs one scoring backend per worker; 1 avoids oversubscribing cores.",
         &INTRA_THREADS,
         1,
-        64,
+        sqlscore_core::MAX_INTRA_THREADS as i32,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -92,5 +92,5 @@ pub fn null_policy() -> NullPolicy {
 }
 
 pub fn run_options() -> RunOptions {
-    RunOptions { null_policy: null_policy(), batch_rows: BATCH_SIZE.get().max(1) as usize }
+    RunOptions::from_config(&engine_config())
 }

@@ -11,12 +11,17 @@ use pgrx::prelude::*;
 use sqlscore_core::{Engine, Error, Model};
 
 use crate::errors::{invalid, report, PgResult};
+
 use crate::guc;
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
 
+/// When a resolution was made: the statement, and the command within it (a function or DO
+/// block that activates a version and then scores sees the change).
+type Epoch = (pg_sys::TimestampTz, pg_sys::CommandId);
+
 struct Resolved {
-    statement: pg_sys::TimestampTz,
+    epoch: Epoch,
     model: Arc<Model>,
 }
 
@@ -26,12 +31,7 @@ static RESOLVED: Mutex<Option<HashMap<String, Resolved>>> = Mutex::new(None);
 pub fn engine() -> &'static Engine {
     let engine = ENGINE.get_or_init(|| Engine::new(guc::engine_config()));
     let wanted = guc::engine_config();
-    let current = engine.config();
-    if wanted.intra_threads != current.intra_threads
-        || wanted.max_model_bytes != current.max_model_bytes
-        || wanted.batch_rows != current.batch_rows
-        || wanted.null_policy != current.null_policy
-    {
+    if wanted.max_model_bytes != engine.config().max_model_bytes {
         engine.set_config(wanted);
     }
     if sqlscore_core::runtime::loaded_from().is_none() {
@@ -40,27 +40,13 @@ pub fn engine() -> &'static Engine {
     engine
 }
 
-/// `churn` -> (churn, None); `churn@3` -> (churn, Some(3)).
-fn parse_ref(model: &str) -> PgResult<(&str, Option<i32>)> {
-    match model.rsplit_once('@') {
-        None => Ok((model, None)),
-        Some((name, v)) => v.parse::<i32>().map(|v| (name, Some(v))).map_err(|_| {
-            invalid(
-                PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
-                format!("invalid model reference '{model}': expected name or name@version"),
-                Some("versions are integers, e.g. churn@3"),
-            )
-        }),
-    }
-}
-
 /// The model for `model` in this statement.
 pub fn resolve(model: &str) -> PgResult<Arc<Model>> {
-    let statement = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    let epoch = unsafe { (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetCurrentCommandId(false)) };
     {
         let guard = RESOLVED.lock();
         if let Some(r) = guard.as_ref().and_then(|m| m.get(model)) {
-            if r.statement == statement {
+            if r.epoch == epoch {
                 return Ok(r.model.clone());
             }
         }
@@ -71,12 +57,12 @@ pub fn resolve(model: &str) -> PgResult<Arc<Model>> {
     if map.len() > 10_000 {
         map.clear();
     }
-    map.insert(model.to_string(), Resolved { statement, model: found.clone() });
+    map.insert(model.to_string(), Resolved { epoch, model: found.clone() });
     Ok(found)
 }
 
 fn lookup(model: &str) -> PgResult<Arc<Model>> {
-    let (name, version) = parse_ref(model)?;
+    let (name, version) = sqlscore_core::parse_ref(model).map_err(report)?;
     // Read-only SPI (select): allowed in parallel workers, unlike Spi::get_one.
     let row: Option<(i32, String)> = Spi::connect(|c| {
         let table = match version {
@@ -103,7 +89,7 @@ fn lookup(model: &str) -> PgResult<Arc<Model>> {
     };
     engine()
         .get_or_load(model, &sha256, || {
-            Spi::connect(|c| {
+            let read = Spi::connect(|c| {
                 let t = c.select(
                     "SELECT onnx FROM sqlscore.model_versions WHERE name = $1 AND version = $2",
                     Some(1),
@@ -114,8 +100,8 @@ fn lookup(model: &str) -> PgResult<Arc<Model>> {
                     bytes = row.get::<Vec<u8>>(1)?.unwrap_or_default();
                 }
                 Ok::<_, pgrx::spi::Error>(bytes)
-            })
-            .unwrap_or_default()
+            });
+            read.map_err(|e| Error::Internal(format!("reading the bytes of {model}: {e}")))
         })
         .map_err(report)
 }

@@ -18,9 +18,15 @@ CREATE UNIQUE INDEX model_versions_one_active ON sqlscore.model_versions (name) 
 -- Extension tables are not dumped by default; this makes pg_dump include the models.
 SELECT pg_catalog.pg_extension_config_dump('sqlscore.model_versions', '');
 
+-- Everyone may score and list models; registering, activating and dropping need write
+-- privileges on model_versions (GRANT INSERT, UPDATE, DELETE ... TO your model admins).
+GRANT USAGE ON SCHEMA sqlscore TO PUBLIC;
+GRANT SELECT ON sqlscore.model_versions TO PUBLIC;
+
 CREATE VIEW sqlscore.models AS
 SELECT name, version, active, sha256, inputs, outputs, description, size, created_at, created_by
 FROM sqlscore.model_versions;
+GRANT SELECT ON sqlscore.models TO PUBLIC;
 
 -- Validates the model in ONNX Runtime first: a corrupt file raises and registers nothing.
 CREATE FUNCTION sqlscore.register_model(name text, onnx bytea, description text DEFAULT NULL)
@@ -29,11 +35,6 @@ DECLARE
     info jsonb := sqlscore.inspect_model(name, onnx);
     next_version integer;
 BEGIN
-    IF name = '' OR position('@' IN name) > 0 THEN
-        RAISE EXCEPTION 'invalid model name "%"', name
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'use a non-empty name without @ (name@version selects a version)';
-    END IF;
     -- Serialise registrations of one name so versions are gapless and unique.
     PERFORM pg_advisory_xact_lock(hashtext('sqlscore.model:' || name));
     SELECT coalesce(max(v.version), 0) + 1 INTO next_version

@@ -1,6 +1,7 @@
 //! The batch path for big jobs. Per-row functions pay ONNX Runtime's per-call cost on every row;
 //! `score_batch(model, query)` reads the query through a cursor, `sqlscore.batch_size` rows at a
-//! time, scores each batch in one run, and streams `(id, score)` rows back:
+//! time, scores each batch in one run, and returns `(id, score)` rows batch by batch (in FROM,
+//! PostgreSQL collects them in a tuplestore, which spills to disk past work_mem):
 //!
 //!     INSERT INTO scores SELECT * FROM sqlscore.score_batch('churn', 'SELECT id, age, income FROM customers');
 //!
@@ -37,7 +38,7 @@ struct Feature {
 
 /// One fetched batch, copied out of SPI memory.
 struct Fetched {
-    ids: Vec<i64>,
+    ids: Vec<Option<i64>>,
     features: Vec<Feature>,
 }
 
@@ -124,7 +125,7 @@ fn fetch(cursor_name: &str, rows: i64) -> PgResult<(Fetched, bool)> {
                 pg_sys::INT4OID => d.value() as i32 as i64,
                 _ => d.value() as i64,
             };
-            fetched.ids.push(if nulls[0] { 0 } else { int(values[0], id_oid) });
+            fetched.ids.push((!nulls[0]).then(|| int(values[0], id_oid)));
             for (k, f) in fetched.features.iter_mut().enumerate() {
                 let (d, null) = (values[k + 1], nulls[k + 1]);
                 if !null {
@@ -160,7 +161,7 @@ fn stream<T: 'static>(
     batch_size: Option<i32>,
     want: Want,
     extract: fn(Predictions) -> Vec<Option<T>>,
-) -> PgResult<impl Iterator<Item = (i64, Option<T>)>> {
+) -> PgResult<impl Iterator<Item = (Option<i64>, Option<T>)>> {
     let label = model.to_string();
     let model: Arc<Model> = resolve(model)?;
     model.check_want(&label, want).map_err(report)?;
@@ -168,7 +169,7 @@ fn stream<T: 'static>(
     let opts = guc::run_options();
     let cursor = Spi::connect(|c| c.try_open_cursor(query, &[]).map(|cur| cur.detach_into_name()))
         .map_err(|e| invalid(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("score_batch query failed: {e}"), None))?;
-    let mut buffer: std::vec::IntoIter<(i64, Option<T>)> = Vec::new().into_iter();
+    let mut buffer: std::vec::IntoIter<(Option<i64>, Option<T>)> = Vec::new().into_iter();
     let mut done = false;
     Ok(std::iter::from_fn(move || loop {
         if let Some(item) = buffer.next() {
@@ -208,11 +209,8 @@ fn score_batch(
     model: &str,
     query: &str,
     batch_size: default!(Option<i32>, "NULL"),
-) -> Result<TableIterator<'static, (name!(id, i64), name!(score, Option<f64>))>, ErrorReport> {
-    let rows = stream(model, query, batch_size, Want::Score, |p| match p {
-        Predictions::Score(v) => v,
-        _ => Vec::new(),
-    })?;
+) -> Result<TableIterator<'static, (name!(id, Option<i64>), name!(score, Option<f64>))>, ErrorReport> {
+    let rows = stream(model, query, batch_size, Want::Score, Predictions::into_scores)?;
     Ok(TableIterator::new(rows))
 }
 
@@ -222,10 +220,7 @@ fn predict_batch(
     model: &str,
     query: &str,
     batch_size: default!(Option<i32>, "NULL"),
-) -> Result<TableIterator<'static, (name!(id, i64), name!(label, Option<String>))>, ErrorReport> {
-    let rows = stream(model, query, batch_size, Want::Label, |p| match p {
-        Predictions::Label(v) => v,
-        _ => Vec::new(),
-    })?;
+) -> Result<TableIterator<'static, (name!(id, Option<i64>), name!(label, Option<String>))>, ErrorReport> {
+    let rows = stream(model, query, batch_size, Want::Label, Predictions::into_labels)?;
     Ok(TableIterator::new(rows))
 }

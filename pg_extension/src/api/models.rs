@@ -11,15 +11,9 @@ use crate::registry::engine;
 /// `sqlscore.register_model` before anything is written.
 #[pg_extern(volatile, parallel_safe)]
 fn inspect_model(name: &str, onnx: &[u8]) -> Result<JsonB, ErrorReport> {
+    sqlscore_core::validate_name(name).map_err(report)?;
     let model = engine().load_bytes(name, onnx).map_err(report)?;
-    let inputs: serde_json::Value = serde_json::from_str(&model.info.inputs_json()).unwrap_or_default();
-    let outputs: serde_json::Value = serde_json::from_str(&model.info.outputs_json()).unwrap_or_default();
-    Ok(JsonB(serde_json::json!({
-        "sha256": model.sha256,
-        "inputs": inputs,
-        "outputs": outputs,
-        "size": model.size,
-    })))
+    Ok(JsonB(model.info.describe(&model.sha256, model.size)))
 }
 
 /// Which libonnxruntime this backend loaded, and its cache: for troubleshooting.

@@ -27,31 +27,19 @@ fn reals(values: Array<'_, f32>) -> Row {
 }
 
 fn score_of(p: Predictions) -> Option<f64> {
-    match p {
-        Predictions::Score(v) => v.into_iter().next().flatten(),
-        _ => None,
-    }
+    p.into_scores().into_iter().next().flatten()
 }
 
 fn label_of(p: Predictions) -> Option<String> {
-    match p {
-        Predictions::Label(v) => v.into_iter().next().flatten(),
-        _ => None,
-    }
+    p.into_labels().into_iter().next().flatten()
 }
 
 fn proba_of(p: Predictions) -> Option<Vec<f64>> {
-    match p {
-        Predictions::Probabilities(v) => v.into_iter().next().flatten(),
-        _ => None,
-    }
+    p.into_probabilities().into_iter().next().flatten()
 }
 
 fn all_of(p: Predictions) -> Option<JsonB> {
-    match p {
-        Predictions::All(v) => v.into_iter().next().flatten().and_then(|s| serde_json::from_str(&s).ok()).map(JsonB),
-        _ => None,
-    }
+    p.into_json().into_iter().next().flatten().and_then(|s| serde_json::from_str(&s).ok()).map(JsonB)
 }
 
 /// The model's score: regression value, P(positive class), top-class probability, or anomaly score.

@@ -34,3 +34,30 @@ SELECT name, version, active FROM sqlscore.models ORDER BY version;
 SELECT try($$SELECT sqlscore.drop_model('nope')$$);
 SELECT sqlscore.drop_model('churn');
 SELECT count(*) FROM sqlscore.models;
+
+-- Inside one statement (a function), a newly activated version is used from the next command on.
+SELECT sqlscore.register_model('flip', model('logistic_binary'));
+SELECT sqlscore.register_model('flip', model('gbm_classifier'));
+CREATE FUNCTION flip_versions() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE before float8; after float8;
+BEGIN
+    before := sqlscore.score('flip', 1, 2, 3, 4, 5, 6, 7, 8);
+    PERFORM sqlscore.activate_model('flip', 1);
+    after := sqlscore.score('flip', 1, 2, 3, 4, 5, 6, 7, 8);
+    RETURN before <> after AND after = sqlscore.score('flip@1', 1, 2, 3, 4, 5, 6, 7, 8);
+END $$;
+SELECT flip_versions() AS sees_activation;
+
+-- A role with no privileges of its own scores and lists (granted to PUBLIC) but cannot register.
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS sqlscore_analyst;
+RESET client_min_messages;
+CREATE ROLE sqlscore_analyst;
+SET ROLE sqlscore_analyst;
+SELECT round(sqlscore.score('flip', 1, 2, 3, 4, 5, 6, 7, 8)::numeric, 6) AS analyst_score;
+SELECT name, version, active FROM sqlscore.models ORDER BY version;
+SELECT try(format('SELECT sqlscore.register_model(%L, %L::bytea)', 'mine',
+                  (SELECT onnx FROM sqlscore.model_versions WHERE name = 'flip' AND version = 1)));
+RESET ROLE;
+DROP ROLE sqlscore_analyst;
+SELECT sqlscore.drop_model('flip');

@@ -21,3 +21,6 @@ SELECT id, sqlscore.score('reg', x0, x1, x2, x3, x4, x5, x6, x7) FROM readings;
 SELECT round(sum(sqlscore.score('reg', x0, x1, x2, x3, x4, x5, x6, x7))::numeric, 4) AS parallel_sum FROM readings;
 -- The first column is the integer row key.
 SELECT try($$SELECT * FROM sqlscore.score_batch('lr', 'SELECT x0, id FROM readings')$$);
+-- A NULL key gives a NULL id; the row is still scored.
+SELECT id IS NULL AS null_id, score IS NOT NULL AS scored
+FROM sqlscore.score_batch('lr', 'SELECT NULL::int, x0, x1, x2, x3, x4, x5, x6, x7 FROM readings LIMIT 1');
