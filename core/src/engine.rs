@@ -194,11 +194,6 @@ impl Engine {
         *self.config.write() = config;
     }
 
-    pub fn clear(&self) {
-        self.models.lock().0.clear();
-        self.paths.lock().clear();
-    }
-
     pub fn cached_models(&self) -> usize {
         self.models.lock().0.len()
     }
