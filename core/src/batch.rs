@@ -32,27 +32,38 @@ pub enum DecimalValues<'a> {
     I16(&'a [i16]),
     I32(&'a [i32]),
     I64(&'a [i64]),
-    I128(&'a [i128]),
+    /// 128-bit values as `[low word, high word (two's complement)]`: the layout of DuckDB's
+    /// `hugeint_t`, which is only 8-byte aligned (a `&[i128]` over it would be misaligned).
+    Wide(&'a [[u64; 2]]),
+}
+
+impl DecimalValues<'_> {
+    #[inline]
+    fn raw(&self, row: usize) -> f64 {
+        match self {
+            DecimalValues::I16(v) => v[row] as f64,
+            DecimalValues::I32(v) => v[row] as f64,
+            DecimalValues::I64(v) => v[row] as f64,
+            DecimalValues::Wide(v) => ((i128::from(v[row][1] as i64) << 64) | i128::from(v[row][0])) as f64,
+        }
+    }
 }
 
 impl ColumnData<'_> {
-    /// The SQL-ish type name used in messages.
-    pub fn type_name(&self) -> String {
+    /// The type's name in the user's engine, for messages (a front end that knows the column's
+    /// exact SQL type sets [`Column::sql_type`] instead).
+    pub fn type_name(&self, d: &crate::Dialect) -> String {
         match self {
-            ColumnData::F32(_) => "FLOAT".into(),
-            ColumnData::F64(_) => "DOUBLE".into(),
-            ColumnData::I8(_) => "TINYINT".into(),
-            ColumnData::I16(_) => "SMALLINT".into(),
-            ColumnData::I32(_) => "INTEGER".into(),
-            ColumnData::I64(_) => "BIGINT".into(),
-            ColumnData::U8(_) => "UTINYINT".into(),
-            ColumnData::U16(_) => "USMALLINT".into(),
-            ColumnData::U32(_) => "UINTEGER".into(),
-            ColumnData::U64(_) => "UBIGINT".into(),
-            ColumnData::Bool(_) => "BOOLEAN".into(),
-            ColumnData::Decimal { .. } => "DECIMAL".into(),
-            ColumnData::Str(_) => "VARCHAR".into(),
-            ColumnData::F64List { width, .. } => format!("DOUBLE[{width}]"),
+            ColumnData::F32(_) => d.real.into(),
+            ColumnData::F64(_) => d.double.into(),
+            ColumnData::I8(_) | ColumnData::I16(_) | ColumnData::I32(_) | ColumnData::U8(_) | ColumnData::U16(_) => {
+                d.integer.into()
+            }
+            ColumnData::I64(_) | ColumnData::U32(_) | ColumnData::U64(_) => d.bigint.into(),
+            ColumnData::Bool(_) => d.boolean.into(),
+            ColumnData::Decimal { .. } => "decimal".into(),
+            ColumnData::Str(_) => d.text.into(),
+            ColumnData::F64List { width, .. } => format!("{}[{width}]", d.double),
             ColumnData::Null => "NULL".into(),
             ColumnData::Unsupported { type_name } => type_name.clone(),
         }
@@ -104,15 +115,7 @@ impl ColumnData<'_> {
             ColumnData::U32(v) => v[row] as f64,
             ColumnData::U64(v) => v[row] as f64,
             ColumnData::Bool(v) => v[row] as u8 as f64,
-            ColumnData::Decimal { values, scale } => {
-                let raw = match values {
-                    DecimalValues::I16(v) => v[row] as f64,
-                    DecimalValues::I32(v) => v[row] as f64,
-                    DecimalValues::I64(v) => v[row] as f64,
-                    DecimalValues::I128(v) => v[row] as f64,
-                };
-                raw / 10f64.powi(*scale as i32)
-            }
+            ColumnData::Decimal { values, scale } => values.raw(row) / 10f64.powi(*scale as i32),
             ColumnData::F64List { values, width } => values[row * width + k],
             ColumnData::Str(_) | ColumnData::Null | ColumnData::Unsupported { .. } => f64::NAN,
         }
@@ -144,11 +147,27 @@ pub struct Column<'a> {
     pub data: ColumnData<'a>,
     /// Bit `i % 64` of word `i / 64` set = row `i` is valid. None = no NULLs.
     pub validity: Option<&'a [u64]>,
+    /// The column's SQL type as the front end names it (`numeric`, `VARCHAR`), for messages.
+    pub sql_type: Option<String>,
 }
 
 impl<'a> Column<'a> {
     pub fn new(name: Option<String>, data: ColumnData<'a>, validity: Option<&'a [u64]>) -> Self {
-        Column { name, data, validity }
+        Column { name, data, validity, sql_type: None }
+    }
+
+    pub fn with_sql_type(mut self, sql_type: impl Into<String>) -> Self {
+        self.sql_type = Some(sql_type.into());
+        self
+    }
+
+    /// The column's type in the user's words.
+    pub fn type_name(&self, d: &crate::Dialect) -> String {
+        match (&self.sql_type, &self.data) {
+            (_, ColumnData::Unsupported { type_name }) => type_name.clone(),
+            (Some(t), _) => t.clone(),
+            (None, data) => data.type_name(d),
+        }
     }
 
     #[inline]
@@ -158,7 +177,7 @@ impl<'a> Column<'a> {
         }
         match self.validity {
             None => true,
-            Some(mask) => mask[row / 64] >> (row % 64) & 1 == 1,
+            Some(mask) => (mask[row / 64] >> (row % 64)) & 1 == 1,
         }
     }
 

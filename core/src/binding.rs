@@ -3,7 +3,7 @@
 //! once per call, so the per-row loops that fill tensors never fail.
 
 use crate::batch::{Batch, Column};
-use crate::error::{Error, Plural, Result};
+use crate::error::{Dialect, Error, Plural, Result};
 use crate::model::{ElemType, InputInfo, ModelInfo};
 
 /// Where each feature slot of each input reads from: `(column, offset within the column)`.
@@ -14,19 +14,19 @@ pub struct Binding {
     pub used_columns: Vec<usize>,
 }
 
-pub fn bind(model: &str, info: &ModelInfo, batch: &Batch<'_>) -> Result<Binding> {
+pub fn bind(model: &str, info: &ModelInfo, batch: &Batch<'_>, d: &Dialect) -> Result<Binding> {
     let named = !batch.columns.is_empty() && batch.columns.iter().all(|c| c.name.is_some());
     let slots = if named {
-        bind_by_name(model, info, &batch.columns)?
+        bind_by_name(model, info, &batch.columns, d)?
     } else {
-        bind_by_position(model, info, &batch.columns)?
+        bind_by_position(model, info, &batch.columns, d)?
     };
     let mut used_columns: Vec<usize> = slots.iter().flatten().map(|(c, _)| *c).collect();
     used_columns.sort_unstable();
     used_columns.dedup();
     for (input, input_slots) in info.inputs.iter().zip(&slots) {
         for &(col, _) in input_slots {
-            check_type(model, input, &batch.columns[col], col)?;
+            check_type(model, input, &batch.columns[col], col, d)?;
         }
     }
     Ok(Binding { slots, used_columns })
@@ -36,6 +36,7 @@ fn bind_by_position(
     model: &str,
     info: &ModelInfo,
     columns: &[Column<'_>],
+    d: &Dialect,
 ) -> Result<Vec<Vec<(usize, usize)>>> {
     // A column of a type sqlscore cannot read says so, rather than skewing the arity count.
     let mut position = 0;
@@ -51,7 +52,7 @@ fn bind_by_position(
                 })
                 .or(info.inputs.last())
                 .ok_or_else(|| Error::Internal("model without inputs".into()))?;
-            check_type(model, input, c, i)?;
+            check_type(model, input, c, i, d)?;
         }
         position += c.data.width();
     }
@@ -76,6 +77,7 @@ fn bind_by_name(
     model: &str,
     info: &ModelInfo,
     columns: &[Column<'_>],
+    d: &Dialect,
 ) -> Result<Vec<Vec<(usize, usize)>>> {
     let find = |name: &str| {
         columns
@@ -107,7 +109,7 @@ fn bind_by_name(
             None if !info.inputs.iter().any(|i| find(&i.name).is_some())
                 && columns.iter().map(|c| c.data.width()).sum::<usize>() == info.feature_count() =>
             {
-                return bind_by_position(model, info, columns);
+                return bind_by_position(model, info, columns, d);
             }
             None => {
                 return Err(Error::MissingInput {
@@ -126,7 +128,7 @@ fn bind_by_name(
     Ok(slots)
 }
 
-fn check_type(model: &str, input: &InputInfo, column: &Column<'_>, position: usize) -> Result<()> {
+fn check_type(model: &str, input: &InputInfo, column: &Column<'_>, position: usize, d: &Dialect) -> Result<()> {
     let data = &column.data;
     let ok = matches!(data, crate::batch::ColumnData::Null) || match input.elem {
         ElemType::String => data.is_text(),
@@ -138,16 +140,16 @@ fn check_type(model: &str, input: &InputInfo, column: &Column<'_>, position: usi
         return Ok(());
     }
     let expected = match input.elem {
-        ElemType::String => "text (VARCHAR)".to_string(),
+        ElemType::String => format!("text ({})", d.text),
         ElemType::Float | ElemType::Double => format!("a number ({})", input.elem.name()),
         ElemType::Int64 | ElemType::Int32 => format!("an integer ({})", input.elem.name()),
-        ElemType::Bool => "a boolean".to_string(),
+        ElemType::Bool => format!("a {}", d.boolean),
     };
     Err(Error::TypeMismatch {
         model: model.into(),
         input: input.name.clone(),
         column: column.describe(position),
         expected,
-        got: data.type_name(),
+        got: column.type_name(d),
     })
 }

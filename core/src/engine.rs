@@ -4,6 +4,7 @@
 //! score chunks concurrently (a pool, not a global lock).
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -40,8 +41,11 @@ impl std::str::FromStr for NullPolicy {
     }
 }
 
-/// Intra-op threads a caller may ask for.
-pub const MAX_INTRA_THREADS: usize = 64;
+/// Intra-op threads a caller may ask for: the machine's cores. More only oversubscribes them.
+pub fn max_intra_threads() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(256))
+}
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -54,6 +58,9 @@ pub struct EngineConfig {
     pub max_model_bytes: usize,
     /// Distinct models kept loaded; the least recently used is dropped beyond this.
     pub cache_capacity: usize,
+    /// Memory the loaded models may take (estimated as their bytes once per idle session plus
+    /// once for the copy kept to build sessions); the least recently used are dropped beyond it.
+    pub cache_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +74,7 @@ impl Default for EngineConfig {
                 .unwrap_or(NullPolicy::Null),
             max_model_bytes: env_usize("SQLSCORE_MAX_MODEL_BYTES").unwrap_or(1 << 30),
             cache_capacity: 4096,
+            cache_bytes: env_usize("SQLSCORE_CACHE_BYTES").unwrap_or(2 << 30),
         }
     }
 }
@@ -96,27 +104,34 @@ impl std::fmt::Debug for Model {
     }
 }
 
+fn check_size(label: &str, size: usize, limit: usize) -> Result<()> {
+    if size > limit {
+        return Err(Error::ModelTooLarge { model: label.into(), size, limit });
+    }
+    Ok(())
+}
+
 impl Model {
+    /// Every model enters through here: size limit, the graph check (no external files), ONNX
+    /// Runtime's own validation, a description of its inputs and outputs, and the 2-row probe.
     fn load(label: &str, bytes: Arc<[u8]>, sha256: String, config: &EngineConfig) -> Result<Self> {
-        if bytes.len() > config.max_model_bytes {
-            return Err(Error::ModelTooLarge {
-                model: label.into(),
-                size: bytes.len(),
-                limit: config.max_model_bytes,
-            });
-        }
-        let session = build_session(label, &bytes, config.intra_threads)?;
+        check_size(label, bytes.len(), config.max_model_bytes)?;
+        crate::graph_check::check_model_bytes(label, &bytes)?;
+        let threads = config.intra_threads.clamp(1, max_intra_threads());
+        let session = build_session(label, &bytes, threads)?;
         let info = ModelInfo::from_session(label, &session)?;
         if info.inputs.is_empty() {
             return Err(Error::InvalidModel { model: label.into(), reason: "the graph has no inputs".into() });
         }
-        Ok(Model {
-            sha256,
-            info,
-            size: bytes.len(),
-            bytes,
-            pool: Mutex::new(vec![(config.intra_threads, session)]),
-        })
+        let model =
+            Model { sha256, info, size: bytes.len(), bytes, pool: Mutex::new(vec![(threads, session)]) };
+        model.probe(label)?;
+        Ok(model)
+    }
+
+    /// Estimated memory: the kept bytes plus about their size again per session.
+    fn footprint(&self) -> usize {
+        self.size.saturating_mul(1 + self.pool.lock().len().max(1))
     }
 
     /// Runs `f` with a session of its own, built with `intra_threads`; concurrent callers get
@@ -144,7 +159,8 @@ impl Model {
 fn build_session(label: &str, bytes: &[u8], intra_threads: usize) -> Result<ort::session::Session> {
     let env = crate::runtime::environment()?;
     let invalid = |e: String| Error::InvalidModel { model: label.into(), reason: e };
-    ort::session::Session::builder(&env)
+    // ONNX Runtime starts its pool threads here: they inherit a fully blocked signal mask.
+    crate::cancel::with_signals_blocked(|| ort::session::Session::builder(&env)
         .map_err(|e| invalid(e.to_string()))?
         .with_intra_threads(intra_threads)
         .map_err(|e| invalid(e.to_string()))?
@@ -154,13 +170,16 @@ fn build_session(label: &str, bytes: &[u8], intra_threads: usize) -> Result<ort:
         .with_config_entry("session.intra_op.allow_spinning", "0")
         .map_err(|e| invalid(e.to_string()))?
         .commit_from_memory(bytes)
-        .map_err(|e| invalid(e.to_string()))
+        .map_err(|e| invalid(e.to_string())))
 }
 
 struct Cached {
     model: Arc<Model>,
     last_used: u64,
 }
+
+/// Paths remembered for `load_path`; a program naming more files than this re-hashes them.
+const MAX_PATHS: usize = 1024;
 
 /// The engine a front end owns: settings plus the model cache.
 pub struct Engine {
@@ -210,7 +229,10 @@ impl Engine {
     }
 
     fn insert(&self, model: Arc<Model>) -> Arc<Model> {
-        let capacity = self.config.read().cache_capacity.max(1);
+        let (capacity, budget) = {
+            let c = self.config.read();
+            (c.cache_capacity.max(1), c.cache_bytes)
+        };
         let mut guard = self.models.lock();
         let (map, tick) = &mut *guard;
         *tick += 1;
@@ -218,19 +240,39 @@ impl Engine {
         if let Some(existing) = map.get(&model.sha256) {
             return existing.model.clone();
         }
-        while map.len() >= capacity {
+        let mut used: usize = map.values().map(|c| c.model.footprint()).sum::<usize>() + model.footprint();
+        // The least recently used go first; the new model stays even when it alone is over budget.
+        while !map.is_empty() && (map.len() >= capacity || used > budget) {
             let Some(oldest) = map.iter().min_by_key(|(_, c)| c.last_used).map(|(k, _)| k.clone())
             else {
                 break;
             };
-            map.remove(&oldest);
+            if let Some(gone) = map.remove(&oldest) {
+                used = used.saturating_sub(gone.model.footprint());
+            }
         }
         map.insert(model.sha256.clone(), Cached { model: model.clone(), last_used: *tick });
         model
     }
 
+    /// Drops cached models whose hash `keep` rejects (a registry's dropped versions), so their
+    /// sessions' memory is released. Calls in flight keep theirs until they finish.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> usize {
+        let mut guard = self.models.lock();
+        let before = guard.0.len();
+        guard.0.retain(|sha, _| keep(sha));
+        before - guard.0.len()
+    }
+
+    /// Estimated bytes held by cached models.
+    pub fn cached_bytes(&self) -> usize {
+        self.models.lock().0.values().map(|c| c.model.footprint()).sum()
+    }
+
     /// Validates and caches a model from its bytes. `label` names it in errors.
     pub fn load_bytes(&self, label: &str, bytes: &[u8]) -> Result<Arc<Model>> {
+        // The limit holds even for bytes this process has already loaded.
+        check_size(label, bytes.len(), self.config.read().max_model_bytes)?;
         let sha = sha256_hex(bytes);
         if let Some(m) = self.lookup(&sha) {
             return Ok(m);
@@ -249,6 +291,7 @@ impl Engine {
         bytes: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Arc<Model>> {
         if let Some(m) = self.lookup(sha256) {
+            check_size(label, m.size, self.config.read().max_model_bytes)?;
             return Ok(m);
         }
         let bytes = bytes()?;
@@ -267,6 +310,9 @@ impl Engine {
         let label = path.display().to_string();
         let file_err = |e: std::io::Error| Error::ModelFile { path: label.clone(), reason: e.to_string() };
         let meta = std::fs::metadata(path).map_err(file_err)?;
+        if !meta.is_file() {
+            return Err(Error::ModelFile { path: label, reason: "not a regular file".into() });
+        }
         let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
         let known = self.paths.lock().get(path).cloned();
         if let Some((mtime, len, sha)) = known {
@@ -276,13 +322,29 @@ impl Engine {
                 }
             }
         }
-        let limit = self.config.read().max_model_bytes;
-        if meta.len() as usize > limit {
-            return Err(Error::ModelTooLarge { model: label, size: meta.len() as usize, limit });
-        }
-        let bytes = std::fs::read(path).map_err(file_err)?;
+        let bytes = read_model_file(path, self.config.read().max_model_bytes)?;
         let model = self.load_bytes(&label, &bytes)?;
-        self.paths.lock().insert(path.to_path_buf(), (stamp.0, stamp.1, model.sha256.clone()));
+        let mut paths = self.paths.lock();
+        if paths.len() >= MAX_PATHS {
+            paths.clear();
+        }
+        paths.insert(path.to_path_buf(), (stamp.0, stamp.1, model.sha256.clone()));
         Ok(model)
     }
+}
+
+/// Reads a model file: a regular file only (not a device or a pipe), never more than `limit`
+/// bytes, whatever its metadata claims.
+pub fn read_model_file(path: &Path, limit: usize) -> Result<Vec<u8>> {
+    let label = path.display().to_string();
+    let file_err = |e: std::io::Error| Error::ModelFile { path: label.clone(), reason: e.to_string() };
+    let file = std::fs::File::open(path).map_err(file_err)?;
+    let meta = file.metadata().map_err(file_err)?;
+    if !meta.is_file() {
+        return Err(Error::ModelFile { path: label, reason: "not a regular file".into() });
+    }
+    let mut bytes = Vec::with_capacity((meta.len() as usize).min(limit));
+    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(file_err)?;
+    check_size(&label, bytes.len(), limit)?;
+    Ok(bytes)
 }

@@ -2,14 +2,27 @@
 //! Runtime in batches of `batch_rows`, and turn outputs into what SQL returns (score, label,
 //! probabilities, or every output as JSON).
 
+use std::time::{Duration, Instant};
+
 use ort::session::SessionInputValue;
 use ort::value::{DynValue, Tensor};
 
-use crate::batch::{Batch, ColumnData};
+use crate::batch::{Batch, Column, ColumnData};
 use crate::binding::{bind, Binding};
-use crate::engine::{Model, NullPolicy};
-use crate::error::{exec_err, Error, Result};
+use crate::cancel::{InterruptCheck, Watch};
+use crate::engine::{max_intra_threads, Model, NullPolicy};
+use crate::error::{exec_err, Dialect, Error, Result};
 use crate::model::{ElemType, ModelInfo};
+
+/// Runs of at least this many rows are watched for cancellation while ONNX Runtime works; shorter
+/// ones finish before a watcher would notice.
+const WATCH_MIN_ROWS: usize = 256;
+/// Rows of the first run of a call: small, so that the time per row is known before a run is sized.
+const FIRST_RUN_ROWS: usize = 2048;
+/// Runs are sized to take about this long, so a cancel between runs is prompt.
+const TARGET_RUN: Duration = Duration::from_millis(100);
+/// The registration probe must answer within this.
+const PROBE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What the caller wants per row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,14 +104,59 @@ impl Predictions {
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
     pub null_policy: NullPolicy,
+    /// Most rows per ONNX Runtime run. Runs are also kept short (about 100 ms) so a cancel is
+    /// prompt; results do not depend on how rows are split.
     pub batch_rows: usize,
-    /// ONNX Runtime intra-op threads of the session the call runs on.
+    /// ONNX Runtime intra-op threads of the session the call runs on (capped to the machine's cores).
     pub intra_threads: usize,
+    /// Polled between runs and, by a watcher thread, during long runs.
+    pub interrupt: Option<InterruptCheck>,
+    /// Type names and settings in the user's engine, for messages.
+    pub dialect: &'static Dialect,
 }
 
 impl RunOptions {
-    pub fn from_config(c: &crate::EngineConfig) -> Self {
-        RunOptions { null_policy: c.null_policy, batch_rows: c.batch_rows, intra_threads: c.intra_threads }
+    pub fn from_config(c: &crate::EngineConfig, dialect: &'static Dialect) -> Self {
+        RunOptions {
+            null_policy: c.null_policy,
+            batch_rows: c.batch_rows,
+            intra_threads: c.intra_threads,
+            interrupt: None,
+            dialect,
+        }
+    }
+}
+
+/// Everything a run needs besides its rows.
+struct Call<'a, 'b> {
+    label: &'a str,
+    batch: &'a Batch<'b>,
+    binding: &'a Binding,
+    want: Want,
+    intra_threads: usize,
+    interrupt: Option<InterruptCheck>,
+    deadline: Option<Instant>,
+}
+
+/// Sizes runs from the time per row measured so far.
+struct Pacer {
+    rows: usize,
+    max: usize,
+}
+
+impl Pacer {
+    fn new(max: usize) -> Self {
+        let max = max.max(1);
+        Pacer { rows: FIRST_RUN_ROWS.min(max), max }
+    }
+
+    fn observe(&mut self, rows: usize, took: Duration) {
+        let per_row = took.as_secs_f64() / rows.max(1) as f64;
+        self.rows = if per_row > 0.0 {
+            ((TARGET_RUN.as_secs_f64() / per_row) as usize).clamp(1, self.max)
+        } else {
+            self.max
+        };
     }
 }
 
@@ -138,7 +196,7 @@ impl Model {
         opts: RunOptions,
     ) -> Result<Predictions> {
         self.check_want(label, want)?;
-        let binding = bind(label, &self.info, batch)?;
+        let binding = bind(label, &self.info, batch, opts.dialect)?;
         // Rows with a NULL in any feature they use are not sent to ONNX Runtime.
         let mut valid: Vec<bool> = vec![true; rows.len()];
         let mut any_null = false;
@@ -163,8 +221,26 @@ impl Model {
             rows.to_vec()
         };
         let mut scored = Predictions::with_capacity(want, scored_rows.len());
-        for chunk in scored_rows.chunks(opts.batch_rows.max(1)) {
-            self.run_chunk(label, batch, &binding, chunk, want, opts.intra_threads.max(1), &mut scored)?;
+        let call = Call {
+            label,
+            batch,
+            binding: &binding,
+            want,
+            intra_threads: opts.intra_threads.clamp(1, max_intra_threads()),
+            interrupt: opts.interrupt,
+            deadline: None,
+        };
+        let mut pacer = Pacer::new(opts.batch_rows);
+        let mut start = 0;
+        while start < scored_rows.len() {
+            if opts.interrupt.is_some_and(|pending| pending()) {
+                return Err(Error::Cancelled { model: label.into() });
+            }
+            let end = (start + pacer.rows).min(scored_rows.len());
+            let began = Instant::now();
+            self.run_chunk(&call, &scored_rows[start..end], &mut scored)?;
+            pacer.observe(end - start, began.elapsed());
+            start = end;
         }
         if !any_null {
             return Ok(scored);
@@ -172,16 +248,49 @@ impl Model {
         Ok(spread(scored, &valid))
     }
 
-    fn run_chunk(
-        &self,
-        label: &str,
-        batch: &Batch<'_>,
-        binding: &Binding,
-        rows: &[usize],
-        want: Want,
-        intra_threads: usize,
-        out: &mut Predictions,
-    ) -> Result<()> {
+    /// Runs the model once on a 2-row input of zeros (empty strings for text) and checks that
+    /// every output answers one row per input row: a model that cannot is refused when it is
+    /// registered or loaded, never discovered mid-query. A model that fails on zeros (an encoder
+    /// that refuses unknown categories) is not refused here; its outputs are still checked on
+    /// every run.
+    pub(crate) fn probe(&self, label: &str) -> Result<()> {
+        const ZEROS: [f64; 2] = [0.0; 2];
+        const INT_ZEROS: [i64; 2] = [0; 2];
+        let mut columns = Vec::new();
+        for input in &self.info.inputs {
+            for _ in 0..input.width {
+                let data = match input.elem {
+                    ElemType::String => ColumnData::Str(vec![""; 2]),
+                    ElemType::Float | ElemType::Double => ColumnData::F64(&ZEROS),
+                    ElemType::Int64 | ElemType::Int32 | ElemType::Bool => ColumnData::I64(&INT_ZEROS),
+                };
+                columns.push(Column::new(None, data, None));
+            }
+        }
+        let batch = Batch::new(columns, 2);
+        let binding = bind(label, &self.info, &batch, &Dialect::NEUTRAL)?;
+        let call = Call {
+            label,
+            batch: &batch,
+            binding: &binding,
+            want: Want::All,
+            intra_threads: 1,
+            interrupt: None,
+            deadline: Some(Instant::now() + PROBE_DEADLINE),
+        };
+        let mut out = Predictions::with_capacity(Want::All, 2);
+        match self.run_chunk(&call, &[0, 1], &mut out) {
+            Err(Error::Cancelled { .. }) => Err(Error::InvalidModel {
+                model: label.into(),
+                reason: format!("it did not answer a 2-row test input within {} s", PROBE_DEADLINE.as_secs()),
+            }),
+            Err(Error::Execution { .. }) | Ok(()) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn run_chunk(&self, call: &Call<'_, '_>, rows: &[usize], out: &mut Predictions) -> Result<()> {
+        let (label, batch, binding, want) = (call.label, call.batch, call.binding, call.want);
         let n = rows.len();
         let mut inputs: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(self.info.inputs.len());
         for (input, slots) in self.info.inputs.iter().zip(&binding.slots) {
@@ -246,13 +355,33 @@ impl Model {
             };
             inputs.push((input.name.clone(), value.into()));
         }
-        self.with_session(label, intra_threads, |session| {
-            let outputs = session.run(inputs).map_err(exec_err(label))?;
+        let watch = if n >= WATCH_MIN_ROWS || call.deadline.is_some() {
+            Watch::start(call.interrupt, call.deadline)
+        } else {
+            None
+        };
+        self.with_session(label, call.intra_threads, |session| {
+            let outputs = match &watch {
+                Some(w) => session.run_with_options(inputs, &*w.options),
+                None => session.run(inputs),
+            };
+            let outputs = outputs.map_err(|e| {
+                let terminated = watch.as_ref().is_some_and(|_| e.to_string().contains("terminate flag"));
+                if terminated {
+                    Error::Cancelled { model: label.into() }
+                } else {
+                    exec_err(label)(e)
+                }
+            })?;
             let info = &self.info;
             let get = |idx: usize| -> Result<OutTensor> {
                 let o = &info.outputs[idx];
-                let value = outputs.get(&o.name).ok_or_else(|| Error::Internal(format!("output {} missing", o.name)))?;
-                OutTensor::extract(label, value, o.elem, n)
+                let value = outputs.get(&o.name).ok_or_else(|| Error::OutputShape {
+                    model: label.into(),
+                    output: o.name.clone(),
+                    reason: "was not returned by ONNX Runtime".into(),
+                })?;
+                OutTensor::extract(label, &o.name, value, o.elem, n)
             };
             collect(label, info, want, n, &get, out)
         })
@@ -319,36 +448,60 @@ enum OutTensor {
     Text { values: Vec<String>, width: usize },
 }
 
+/// Values per row of an output, after checking that it has exactly one row per input row and
+/// at least one value per row. Nothing is read from an output before this holds.
+fn row_width(model: &str, output: &str, shape: &[i64], len: usize, n: usize) -> Result<usize> {
+    let err = |reason: String| Error::OutputShape { model: model.into(), output: output.into(), reason };
+    let Some((&rows, rest)) = shape.split_first() else {
+        return Err(err("is a single value, not one value per input row".into()));
+    };
+    if rows != n as i64 {
+        return Err(err(format!("has {rows} row(s) for {n} input row(s) (shape {shape:?})")));
+    }
+    let width = rest.iter().try_fold(1usize, |acc, d| usize::try_from(*d).ok().and_then(|d| acc.checked_mul(d)));
+    match width {
+        Some(w) if w > 0 && Some(len) == w.checked_mul(n) => Ok(w),
+        Some(0) => Err(err(format!("is empty (shape {shape:?})"))),
+        _ => Err(err(format!("has {len} values, which does not match its shape {shape:?}"))),
+    }
+}
+
 impl OutTensor {
-    fn extract(label: &str, value: &DynValue, elem: Option<ElemType>, n: usize) -> Result<Self> {
-        let width_of = |len: usize| if n == 0 { 1 } else { (len / n).max(1) };
+    fn extract(label: &str, name: &str, value: &DynValue, elem: Option<ElemType>, n: usize) -> Result<Self> {
         let err = exec_err(label);
+        let width = |shape: &[i64], len: usize| row_width(label, name, shape, len, n);
         Ok(match elem {
             Some(ElemType::Float) => {
-                let (_, v) = value.try_extract_tensor::<f32>().map_err(&err)?;
-                OutTensor::Num { width: width_of(v.len()), values: v.iter().map(|x| *x as f64).collect() }
+                let (shape, v) = value.try_extract_tensor::<f32>().map_err(&err)?;
+                OutTensor::Num { width: width(shape, v.len())?, values: v.iter().map(|x| *x as f64).collect() }
             }
             Some(ElemType::Double) => {
-                let (_, v) = value.try_extract_tensor::<f64>().map_err(&err)?;
-                OutTensor::Num { width: width_of(v.len()), values: v.to_vec() }
+                let (shape, v) = value.try_extract_tensor::<f64>().map_err(&err)?;
+                OutTensor::Num { width: width(shape, v.len())?, values: v.to_vec() }
             }
             Some(ElemType::Int64) => {
-                let (_, v) = value.try_extract_tensor::<i64>().map_err(&err)?;
-                OutTensor::Int { width: width_of(v.len()), values: v.to_vec() }
+                let (shape, v) = value.try_extract_tensor::<i64>().map_err(&err)?;
+                OutTensor::Int { width: width(shape, v.len())?, values: v.to_vec() }
             }
             Some(ElemType::Int32) => {
-                let (_, v) = value.try_extract_tensor::<i32>().map_err(&err)?;
-                OutTensor::Int { width: width_of(v.len()), values: v.iter().map(|x| *x as i64).collect() }
+                let (shape, v) = value.try_extract_tensor::<i32>().map_err(&err)?;
+                OutTensor::Int { width: width(shape, v.len())?, values: v.iter().map(|x| *x as i64).collect() }
             }
             Some(ElemType::Bool) => {
-                let (_, v) = value.try_extract_tensor::<bool>().map_err(&err)?;
-                OutTensor::Int { width: width_of(v.len()), values: v.iter().map(|x| *x as i64).collect() }
+                let (shape, v) = value.try_extract_tensor::<bool>().map_err(&err)?;
+                OutTensor::Int { width: width(shape, v.len())?, values: v.iter().map(|x| *x as i64).collect() }
             }
             Some(ElemType::String) => {
-                let (_, v) = value.try_extract_strings().map_err(&err)?;
-                OutTensor::Text { width: width_of(v.len()), values: v }
+                let (shape, v) = value.try_extract_strings().map_err(&err)?;
+                OutTensor::Text { width: width(shape, v.len())?, values: v }
             }
-            None => return Err(Error::Internal("non-tensor output requested".into())),
+            None => {
+                return Err(Error::Unsupported {
+                    model: label.into(),
+                    wanted: "scoring".into(),
+                    reason: format!("output '{name}' is not a tensor"),
+                })
+            }
         })
     }
 
@@ -400,6 +553,10 @@ fn format_number(x: f64) -> String {
     }
 }
 
+fn not_numeric(label: &str, info: &ModelInfo, output: usize) -> Error {
+    Error::OutputShape { model: label.into(), output: info.outputs[output].name.clone(), reason: "is not numeric".into() }
+}
+
 fn collect(
     label: &str,
     info: &ModelInfo,
@@ -414,7 +571,7 @@ fn collect(
             if let Some(p) = roles.probabilities {
                 let t = get(p)?;
                 let OutTensor::Num { values, width } = t else {
-                    return Err(Error::Internal("probabilities are not numeric".into()));
+                    return Err(not_numeric(label, info, p));
                 };
                 if width == 2 {
                     dst.extend((0..n).map(|i| Some(values[i * 2 + 1])));
@@ -426,7 +583,7 @@ fn collect(
             } else if let Some(s) = roles.score {
                 let t = get(s)?;
                 let OutTensor::Num { values, width } = t else {
-                    return Err(Error::Internal("score output is not numeric".into()));
+                    return Err(not_numeric(label, info, s));
                 };
                 dst.extend((0..n).map(|i| Some(values[i * width])));
             } else {

@@ -4,14 +4,17 @@
 
 pub mod batch;
 pub mod binding;
+pub mod cancel;
 pub mod engine;
 pub mod error;
 pub mod execute;
+pub mod graph_check;
 pub mod model;
 pub mod runtime;
 
 pub use batch::{Batch, Column, ColumnData, DecimalValues};
-pub use engine::{sha256_hex, Engine, EngineConfig, Model, NullPolicy, MAX_INTRA_THREADS};
-pub use error::{Error, ErrorKind, Result};
+pub use cancel::InterruptCheck;
+pub use engine::{max_intra_threads, read_model_file, sha256_hex, Engine, EngineConfig, Model, NullPolicy};
+pub use error::{Dialect, Error, ErrorKind, Result};
 pub use execute::{Predictions, RunOptions, Want};
 pub use model::{parse_ref, validate_name, ElemType, InputInfo, ModelInfo, OutputInfo};

@@ -3,6 +3,7 @@
 //! and turns "not found" into an error that says where it looked.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
@@ -16,6 +17,15 @@ static LOADED_FROM: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// A path set by the host (a Postgres GUC): it wins over `ORT_DYLIB_PATH` and the search.
 static CONFIGURED: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Set by hosts that must not look for the library in places a user controls (a database server:
+/// `VIRTUAL_ENV` or a build tree would let whoever controls them choose code the server runs).
+static EXPLICIT_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// From now on only the configured path or `ORT_DYLIB_PATH` are used; no search.
+pub fn restrict_to_explicit() {
+    EXPLICIT_ONLY.store(true, Ordering::SeqCst);
+}
 
 /// Sets (or clears) the library the next load uses. No effect once ONNX Runtime is loaded: a
 /// process cannot swap it.
@@ -85,6 +95,12 @@ fn resolve() -> Result<PathBuf> {
                 searched: vec![p.display().to_string()],
             })
         };
+    }
+    if EXPLICIT_ONLY.load(Ordering::SeqCst) {
+        return Err(Error::RuntimeNotFound {
+            reason: "no library is configured (the setting is empty and ORT_DYLIB_PATH is not set in the server's environment)".into(),
+            searched: Vec::new(),
+        });
     }
     let candidates = candidate_paths();
     candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| Error::RuntimeNotFound {

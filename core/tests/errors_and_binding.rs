@@ -3,9 +3,10 @@
 mod common;
 
 use common::*;
-use sqlscore_core::{Batch, Column, ColumnData, Engine, Error, ErrorKind, NullPolicy, Predictions, RunOptions, Want};
+use sqlscore_core::{Batch, Column, ColumnData, Dialect, Engine, Error, ErrorKind, NullPolicy, Predictions, RunOptions, Want};
 
-const OPTS: RunOptions = RunOptions { null_policy: NullPolicy::Null, batch_rows: 1024, intra_threads: 1 };
+const OPTS: RunOptions =
+    RunOptions { null_policy: NullPolicy::Null, batch_rows: 1024, intra_threads: 1, interrupt: None, dialect: &Dialect::NEUTRAL };
 
 fn scores(p: Predictions) -> Vec<Option<f64>> {
     match p {
@@ -96,7 +97,7 @@ fn wrong_arity_names_model_and_signature() {
     let err = m.predict("churn", &b, &[0, 1], Want::Score, OPTS).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UserInput);
     assert_eq!(err.to_string(), "model 'churn' expects 8 feature value(s) (X: float[8]), got 3");
-    assert!(err.hint().unwrap().contains("input order"));
+    assert!(err.hint(&Dialect::NEUTRAL).unwrap().contains("input order"));
 }
 
 #[test]
@@ -108,10 +109,14 @@ fn text_for_float_and_float_for_text_are_rejected() {
     let mut cols = vec![Column::new(None, ColumnData::F64(&x), None); 8];
     cols[5] = Column::new(None, ColumnData::Str(s.clone()), None);
     let err = lr.predict("lr", &Batch::new(cols, 2), &[0, 1], Want::Score, OPTS).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "model 'lr': input 'X' expects a number (float), but feature 6 is VARCHAR"
-    );
+    assert_eq!(err.to_string(), "model 'lr': input 'X' expects a number (float), but feature 6 is text");
+    // Type names come from the front end's dialect, or from the column's own SQL type.
+    const PG: Dialect = Dialect { text: "text", double: "double precision", cast_example: "x::double precision", ..Dialect::NEUTRAL };
+    let mut cols = vec![Column::new(None, ColumnData::F64(&x), None); 8];
+    cols[5] = Column::new(None, ColumnData::Str(s.clone()), None).with_sql_type("character varying");
+    let err = lr.predict("lr", &Batch::new(cols, 2), &[0, 1], Want::Score, RunOptions { dialect: &PG, ..OPTS }).unwrap_err();
+    assert!(err.to_string().ends_with("feature 6 is character varying"), "{err}");
+    assert!(err.hint(&PG).unwrap().contains("x::double precision"));
 
     let ct = engine.load_path(&model_path("column_transformer")).unwrap();
     let cols = vec![
@@ -120,7 +125,7 @@ fn text_for_float_and_float_for_text_are_rejected() {
         Column::new(Some("income".into()), ColumnData::F64(&x), None),
     ];
     let err = ct.predict("ct", &Batch::new(cols, 2), &[0, 1], Want::Score, OPTS).unwrap_err();
-    assert!(err.to_string().contains("input 'city' expects text (VARCHAR), but column \"city\" is DOUBLE"), "{err}");
+    assert!(err.to_string().contains("input 'city' expects text (text), but column \"city\" is double"), "{err}");
 
     let int_model = engine.load_path(&model_path("int64_model")).unwrap();
     let cols = vec![Column::new(None, ColumnData::F64(&x), None); 3];

@@ -8,7 +8,7 @@ fn missing_runtime_library_says_where_it_looked() {
     let err = engine.load_bytes("lr", &bytes).unwrap_err();
     assert_eq!(err.kind(), sqlscore_core::ErrorKind::Config);
     assert!(err.to_string().contains("/nonexistent/libonnxruntime.so.1.32.0"), "{err}");
-    assert!(err.hint().unwrap().contains("ORT_DYLIB_PATH"));
+    assert!(err.hint(&sqlscore_core::Dialect::NEUTRAL).unwrap().contains("ORT_DYLIB_PATH"));
     // Not cached as failed: fixing the setting makes the next call work.
     std::env::remove_var("ORT_DYLIB_PATH");
     engine.load_bytes("lr", &bytes).unwrap();
