@@ -23,7 +23,7 @@ PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
-.PHONY: demo test test-core test-duckdb test-pg extension cli venv duckdb-lib demo-models bench bench-pg \
+.PHONY: demo test test-core test-duckdb test-pg extension test-extension cli venv duckdb-lib demo-models bench bench-pg \
         pg-deps pg-install demo-pg pg-stop clean
 
 demo: venv extension cli demo-models
@@ -34,7 +34,7 @@ test: venv extension cli test-core test-duckdb test-pg
 test-core: venv
 	$(CARGO) test --release -p sqlscore-core
 
-test-duckdb: venv extension cli
+test-duckdb: venv extension test-extension cli
 	$(PY) -m pytest -q tests/duckdb tests/cli
 
 venv: $(VENV)/.installed
@@ -59,6 +59,14 @@ $(DUCKDB_LIB_DIR)/libduckdb.so:
 extension: venv
 	$(CARGO) build --release -p sqlscore-duckdb --features loadable --lib
 	$(PYTHON) scripts/package_extension.py target/release/libsqlscore_duckdb.so $(EXTENSION) $(EXT_VERSION)
+
+# The same extension with test-only switches (fault injection) in dist/test/; the shipped file
+# never has them. Built after `extension` (cargo keeps both feature sets' artifacts).
+test-extension: venv extension
+	$(CARGO) build --release -p sqlscore-duckdb --features loadable,test-hooks --lib
+	mkdir -p dist/test
+	$(PYTHON) scripts/package_extension.py target/release/libsqlscore_duckdb.so dist/test/sqlscore.duckdb_extension $(EXT_VERSION)
+	$(CARGO) build --release -p sqlscore-duckdb --features loadable --lib
 
 cli: duckdb-lib
 	$(CARGO) build --release -p sqlscore-cli

@@ -10,6 +10,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 EXTENSION = pathlib.Path(os.environ.get("SQLSCORE_EXTENSION", ROOT / "dist" / "sqlscore.duckdb_extension"))
+# The same code built with the `test-hooks` feature (fault injection), for the tests that need it.
+TEST_EXTENSION = ROOT / "dist" / "test" / "sqlscore.duckdb_extension"
 ALL_MODELS = [
     "logistic_binary", "rf_3class", "gbm_regressor", "gbm_classifier", "isolation_forest",
     "ocsvm_pipeline", "column_transformer", "int64_model", "float64_model",

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import EXTENSION, load_reference_table, reference, register
+from conftest import EXTENSION, TEST_EXTENSION, load_reference_table, reference, register
 
 
 def test_null_feature_gives_null_and_rest_is_scored(con):
@@ -129,7 +129,14 @@ def test_settings_null_policy_and_threads(con):
     con.execute("SET sqlscore_intra_threads = 2")
     assert con.execute("SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0] == one
     con.execute("SET sqlscore_intra_threads = 0")
-    expect_error(con, "SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)", "expected 1 to 64")
+    expect_error(con, "SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)", f"expected 1 to {os.cpu_count()} (this machine's cores)")
+    # A NULL setting is an error naming it, not a crash of the host process.
+    con.execute("SET sqlscore_intra_threads = NULL")
+    expect_error(con, "SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)", "invalid setting sqlscore_intra_threads = NULL")
+    con.execute("RESET sqlscore_intra_threads")
+    con.execute("SET sqlscore_null_policy = NULL")
+    expect_error(con, "SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)", "invalid setting sqlscore_null_policy = NULL",
+                 "RESET sqlscore_null_policy")
 
 
 def test_null_policy_default_from_environment():
@@ -140,15 +147,20 @@ attempt("SELECT score('models/logistic_binary.onnx', 1, 2, NULL, 4, 5, 6, 7, 8)"
 
 
 def test_a_panic_is_an_error_not_a_crash():
-    """SQLSCORE_FAULT=panic makes the scoring callback panic (fault injection for this test)."""
-    out = run_isolated(PRELUDE + """
+    """SQLSCORE_FAULT=panic makes the scoring callback panic: a switch only the test build
+    (dist/test/, feature test-hooks) has."""
+    script = """
 attempt("SELECT score('models/logistic_binary.onnx', 1, 2, 3, 4, 5, 6, 7, 8)")
 attempt("SELECT 41 + 1")
-""", SQLSCORE_FAULT="panic")
+"""
+    out = run_isolated(PRELUDE.replace(str(EXTENSION), str(TEST_EXTENSION)) + script, SQLSCORE_FAULT="panic")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("ERR") and "internal error" in lines[0] and "panic" in lines[0], lines
     assert lines[1] == "OK [(42,)]"
+    # The shipped file has no such switch.
+    out = run_isolated(PRELUDE + script, SQLSCORE_FAULT="panic")
+    assert out.stdout.splitlines()[0].startswith("OK"), out.stdout + out.stderr
 
 
 def test_null_element_in_an_array_feature_is_a_null_row(con):
@@ -164,8 +176,8 @@ def test_null_element_in_an_array_feature_is_a_null_row(con):
 
 def test_non_numeric_and_nested_lists_are_refused(con):
     register(con, "lr", "logistic_binary")
-    expect_error(con, "SELECT score('lr', ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'])", "a list of VARCHAR")
-    expect_error(con, "SELECT score('lr', [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]])", "a list of LIST")
+    expect_error(con, "SELECT score('lr', ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'])", "a LIST of VARCHAR")
+    expect_error(con, "SELECT score('lr', [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]])", "a LIST of LIST")
 
 
 def test_file_models_respect_enable_external_access(tmp_path):

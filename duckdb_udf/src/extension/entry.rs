@@ -14,17 +14,25 @@ use super::{read_model, scalar, settings, setup};
 /// configuration options became stable in v1.5.6): loads into DuckDB 1.5.6 and 2.0.x.
 const MIN_C_API: &str = "v1.5.6";
 
+/// # Safety
+/// Called by DuckDB's loader with the extension info and a valid access struct.
 #[no_mangle]
 pub unsafe extern "C" fn sqlscore_init_c_api(
     info: sys::duckdb_extension_info,
     access: *const sys::duckdb_extension_access,
 ) -> bool {
+    if access.is_null() {
+        return false;
+    }
+    // SAFETY: DuckDB's loader passes a live info and access struct for the duration of the call.
     let result = guarded(|| unsafe { init(info, access) });
     match result {
         Ok(()) => true,
         Err(msg) => {
+            // SAFETY: access is non-null and live; set_error copies the message.
             if let Some(set_error) = unsafe { (*access).set_error } {
                 let c = cstring(&msg);
+                // SAFETY: set_error is DuckDB's own; info is live; the message is copied.
                 unsafe { set_error(info, c.as_ptr()) };
             }
             false
@@ -32,7 +40,11 @@ pub unsafe extern "C" fn sqlscore_init_c_api(
     }
 }
 
+/// # Safety
+/// `info` and `access` are what DuckDB passed to the entry point.
 unsafe fn init(info: sys::duckdb_extension_info, access: *const sys::duckdb_extension_access) -> Result<(), String> {
+    // SAFETY: info/access come from DuckDB's loader (contract); the API struct is initialised
+    // before any other C API call; the connection opened here is closed before returning.
     unsafe {
         if !sys::duckdb_rs_extension_api_init(info, access, MIN_C_API)? {
             return Err(format!("this DuckDB does not offer C API {MIN_C_API}"));

@@ -1,128 +1,148 @@
-//! DuckDB vectors -> core columns (borrowed, no per-row copies for numbers), and core results ->
-//! the output vector. DuckDB flattens a scalar function's input chunk before the call, so every
-//! vector here is a flat array of `n` values plus a validity mask.
+//! DuckDB vectors -> core columns (borrowed, no per-row copies for numbers). DuckDB flattens a
+//! scalar function's input chunk before the call, so every vector is a flat array of `n` values
+//! plus a validity mask; everything here goes through the checked views of `ffi.rs`.
 
 use libduckdb_sys as sys;
-use sqlscore_core::{Column, ColumnData, DecimalValues};
+use sqlscore_core::{Column, ColumnData, DecimalValues, Error};
 
-use super::ffi::{is_valid, string_at, validity, LogicalType};
+use super::ffi::{is_valid, VectorRef};
 
 /// Feature columns of one call. A single STRUCT argument (a whole row: `score('m', t)`) expands to
 /// one named column per field, so the engine binds by name.
-pub struct Features {
-    specs: Vec<Spec>,
-    /// Struct children's masks combined with the struct's own: a NULL row is NULL in every field.
-    owned_masks: Vec<Vec<u64>>,
-    n: usize,
+pub struct Features<'a> {
+    specs: Vec<Spec<'a>>,
 }
 
-struct Spec {
-    vector: sys::duckdb_vector,
+struct Spec<'a> {
+    vector: VectorRef<'a>,
     name: Option<String>,
-    mask: Mask,
+    /// The row's validity when it is more than the vector's own mask: a struct's rows, or
+    /// list/array elements (a row with a NULL element is a NULL feature).
+    mask: Option<Vec<u64>>,
+    /// LIST/ARRAY values, `width` per row (copied: they become one row-major block), or why the
+    /// list cannot be a feature vector.
+    list: Option<Result<(Vec<f64>, usize), String>>,
 }
 
-enum Mask {
-    Borrowed(Option<*const u64>),
-    Owned(usize),
-}
-
-impl Features {
-    /// `vectors`: the feature arguments (after the model arguments).
-    pub unsafe fn new(vectors: &[sys::duckdb_vector], n: usize) -> Self {
-        let mut f = Features { specs: Vec::new(), owned_masks: Vec::new(), n };
+impl<'a> Features<'a> {
+    /// `vectors`: the feature arguments (after the model arguments), `n` rows each.
+    pub fn new(vectors: &[VectorRef<'a>], n: usize) -> Result<Self, Error> {
+        let mut specs = Vec::new();
         if let [single] = vectors {
-            let ty = LogicalType::of_vector(*single);
-            if ty.id() == sys::DUCKDB_TYPE_DUCKDB_TYPE_STRUCT {
-                let parent = unsafe { validity(*single, n) };
-                let count = unsafe { sys::duckdb_struct_type_child_count(ty.0) };
-                for i in 0..count {
-                    let name = unsafe { super::ffi::take_duckdb_string(sys::duckdb_struct_type_child_name(ty.0, i)) };
-                    let child = unsafe { sys::duckdb_struct_vector_get_child(*single, i) };
-                    let mask = unsafe { f.mask(child, parent) };
-                    f.specs.push(Spec { vector: child, name: Some(name), mask });
+            if single.type_id() == sys::DUCKDB_TYPE_DUCKDB_TYPE_STRUCT {
+                let parent = single.validity();
+                for (i, name) in single.struct_names().into_iter().enumerate() {
+                    let child = single.struct_child(i).ok_or_else(|| internal("struct child"))?;
+                    specs.push(Spec::new(child, Some(name), parent, n)?);
                 }
-                return f;
+                return Ok(Features { specs });
             }
         }
         for &v in vectors {
-            let mask = unsafe { f.mask(v, None) };
-            f.specs.push(Spec { vector: v, name: None, mask });
+            specs.push(Spec::new(v, None, None, n)?);
         }
-        f
+        Ok(Features { specs })
     }
 
-    /// A row is valid when its parent row (struct) is, the vector's own row is, and, for a
-    /// list/array feature, every element is.
-    unsafe fn mask(&mut self, v: sys::duckdb_vector, parent: Option<&[u64]>) -> Mask {
-        let own = unsafe { validity(v, self.n) };
-        let elements = unsafe { element_mask(v, self.n) };
-        if parent.is_none() && elements.is_none() {
-            return Mask::Borrowed(own.map(|m| m.as_ptr()));
-        }
-        let mut combined = vec![u64::MAX; self.n.div_ceil(64)];
-        for m in [parent, own, elements.as_deref()].into_iter().flatten() {
-            for (c, w) in combined.iter_mut().zip(m) {
-                *c &= w;
-            }
-        }
-        self.owned_masks.push(combined);
-        Mask::Owned(self.owned_masks.len() - 1)
-    }
-
-    pub unsafe fn columns(&self) -> Vec<Column<'_>> {
-        let words = self.n.div_ceil(64);
+    /// The columns, once (list values move into them).
+    pub fn columns(&mut self) -> Result<Vec<Column<'_>>, Error> {
+        let lists: Vec<_> = self.specs.iter_mut().map(|s| s.list.take()).collect();
         self.specs
             .iter()
-            .map(|s| {
-                let mask: Option<&[u64]> = match s.mask {
-                    Mask::Borrowed(None) => None,
-                    Mask::Borrowed(Some(p)) => Some(unsafe { std::slice::from_raw_parts(p, words) }),
-                    Mask::Owned(i) => Some(&self.owned_masks[i]),
+            .zip(lists)
+            .map(|(s, list)| {
+                let mask = s.mask.as_deref().or(s.vector.validity());
+                let data = match list {
+                    Some(Ok((values, width))) => ColumnData::F64List { values, width },
+                    Some(Err(type_name)) => ColumnData::Unsupported { type_name },
+                    None => column_data(s.vector, mask)?,
                 };
-                let data = unsafe { column_data(s.vector, self.n, mask) };
-                Column::new(s.name.clone(), data, mask)
+                let ty = type_name(s.vector.type_id());
+                Ok(Column::new(s.name.clone(), data, mask).with_sql_type(ty))
             })
             .collect()
     }
 }
 
-/// For LIST/ARRAY vectors with NULL elements: rows whose elements are all valid.
-unsafe fn element_mask(v: sys::duckdb_vector, n: usize) -> Option<Vec<u64>> {
-    let ty = LogicalType::of_vector(v);
-    let ranges: Vec<(usize, usize)> = unsafe {
-        match ty.id() {
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY => {
-                let w = sys::duckdb_array_type_array_size(ty.0) as usize;
-                (0..n).map(|r| (r * w, w)).collect()
-            }
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_LIST => {
-                let entries: &[sys::duckdb_list_entry] = slice(v, n);
-                entries.iter().map(|e| (e.offset as usize, e.length as usize)).collect()
-            }
-            _ => return None,
-        }
-    };
-    let child = unsafe {
-        if ty.id() == sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY {
-            sys::duckdb_array_vector_get_child(v)
+impl<'a> Spec<'a> {
+    fn new(vector: VectorRef<'a>, name: Option<String>, parent: Option<&[u64]>, n: usize) -> Result<Self, Error> {
+        let list = list_values(vector, n)?;
+        let elements = list.as_ref().and_then(|l| l.as_ref().ok()).map(|(_, _, mask)| mask.as_slice());
+        let mask = if parent.is_none() && elements.is_none() {
+            None
         } else {
-            sys::duckdb_list_vector_get_child(v)
-        }
-    };
-    let total = ranges.iter().map(|(o, l)| o + l).max().unwrap_or(0);
-    let child_valid = unsafe { validity(child, total) }?;
-    let mut mask = vec![u64::MAX; n.div_ceil(64)];
-    for (r, (offset, len)) in ranges.into_iter().enumerate() {
-        if !(offset..offset + len).all(|i| is_valid(Some(child_valid), i)) {
-            mask[r / 64] &= !(1u64 << (r % 64));
-        }
+            let mut combined = vec![u64::MAX; n.div_ceil(64)];
+            for m in [parent, vector.validity(), elements].into_iter().flatten() {
+                for (c, w) in combined.iter_mut().zip(m) {
+                    *c &= w;
+                }
+            }
+            Some(combined)
+        };
+        Ok(Spec { vector, name, mask, list: list.map(|l| l.map(|(values, width, _)| (values, width))) })
     }
-    Some(mask)
 }
 
-/// Element types a list/array feature may have; read only after this check (VARCHAR children
-/// under NULL rows hold garbage).
+fn internal(what: &str) -> Error {
+    Error::Internal(format!("DuckDB vector: unreadable {what}"))
+}
+
+type ListValues = Result<(Vec<f64>, usize, Vec<u64>), String>;
+
+/// For LIST/ARRAY vectors of numbers: (values row-major, width, rows whose elements are all
+/// valid); for other LIST/ARRAY vectors, what they are (they cannot be feature vectors); None for
+/// other vectors. NULL rows are never read (their list entries are garbage).
+fn list_values(v: VectorRef<'_>, n: usize) -> Result<Option<ListValues>, Error> {
+    let (width, child, ranges): (usize, VectorRef<'_>, Vec<Option<std::ops::Range<usize>>>) =
+        if let Some((width, child)) = v.array() {
+            (width, child, (0..n).map(|r| v.is_valid(r).then(|| r * width..(r + 1) * width)).collect())
+        } else if let Some(list) = v.list() {
+            let ranges: Vec<_> = (0..n).map(|r| list.range(r)).collect();
+            for (r, range) in ranges.iter().enumerate() {
+                if v.is_valid(r) && range.is_none() {
+                    return Err(internal("list entry"));
+                }
+            }
+            let mut lengths = ranges.iter().flatten().map(|r| r.len());
+            let width = lengths.next().unwrap_or(1);
+            if let Some(other) = lengths.find(|l| *l != width) {
+                return Ok(Some(Err(format!("a LIST whose length varies by row ({width} and {other})"))));
+            }
+            (width, list.child, ranges)
+        } else {
+            return Ok(None);
+        };
+    let child_id = child.type_id();
+    if !is_numeric_type(child_id) {
+        let kind = if v.type_id() == sys::DUCKDB_TYPE_DUCKDB_TYPE_LIST { "LIST" } else { "ARRAY" };
+        let child_name = match child_id {
+            sys::DUCKDB_TYPE_DUCKDB_TYPE_LIST => "LIST".to_string(),
+            sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY => "ARRAY".to_string(),
+            other => type_name(other),
+        };
+        return Ok(Some(Err(format!("a {kind} of {child_name}"))));
+    }
+    let inner = column_data(child, child.validity())?;
+    let child_valid = child.validity();
+    let mut values = vec![0f64; n * width];
+    let mut mask = vec![u64::MAX; n.div_ceil(64)];
+    for (r, range) in ranges.into_iter().enumerate() {
+        let Some(range) = range else {
+            mask[r / 64] &= !(1u64 << (r % 64));
+            continue;
+        };
+        if !range.clone().all(|i| is_valid(child_valid, i)) {
+            mask[r / 64] &= !(1u64 << (r % 64));
+            continue;
+        }
+        for (k, i) in range.enumerate() {
+            values[r * width + k] = inner.f64_at(i, 0);
+        }
+    }
+    Ok(Some(Ok((values, width, mask))))
+}
+
+/// Element types a list/array feature may have.
 fn is_numeric_type(id: sys::DUCKDB_TYPE) -> bool {
     matches!(
         id,
@@ -140,22 +160,26 @@ fn is_numeric_type(id: sys::DUCKDB_TYPE) -> bool {
     )
 }
 
-unsafe fn slice<'a, T>(v: sys::duckdb_vector, n: usize) -> &'a [T] {
-    let p = unsafe { sys::duckdb_vector_get_data(v) } as *const T;
-    if n == 0 || p.is_null() {
-        &[]
-    } else {
-        unsafe { std::slice::from_raw_parts(p, n) }
-    }
-}
-
-fn type_name(id: sys::DUCKDB_TYPE) -> String {
+/// DuckDB's name of a type, for messages.
+pub fn type_name(id: sys::DUCKDB_TYPE) -> String {
     match id {
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE => "DOUBLE",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT => "FLOAT",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_TINYINT => "TINYINT",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => "SMALLINT",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => "INTEGER",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => "BIGINT",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_UTINYINT => "UTINYINT",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_USMALLINT => "USMALLINT",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_UINTEGER => "UINTEGER",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_UBIGINT => "UBIGINT",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN => "BOOLEAN",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_DECIMAL => "DECIMAL",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_HUGEINT => "HUGEINT (cast it to BIGINT or DOUBLE)",
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_LIST => "LIST",
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY => "ARRAY",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_UHUGEINT => "UHUGEINT (cast it to BIGINT or DOUBLE)",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_LIST => "a LIST (of numbers, the same length in every row, to feed a wide input)",
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY => "an ARRAY (of numbers, to feed a wide input)",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => "VARCHAR",
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_UHUGEINT => "UHUGEINT",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_DATE => "DATE",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP | sys::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP_TZ => "TIMESTAMP",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_INTERVAL => "INTERVAL",
@@ -164,156 +188,57 @@ fn type_name(id: sys::DUCKDB_TYPE) -> String {
         sys::DUCKDB_TYPE_DUCKDB_TYPE_MAP => "MAP",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_ENUM => "ENUM (cast it to VARCHAR)",
         sys::DUCKDB_TYPE_DUCKDB_TYPE_UUID => "UUID",
-        _ => return format!("unsupported type #{id}"),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_SQLNULL => "NULL",
+        other => return format!("unsupported type #{other}"),
     }
     .to_string()
 }
 
 /// One vector's values as a core column. `mask` guards string reads: NULL rows hold garbage.
-unsafe fn column_data<'a>(v: sys::duckdb_vector, n: usize, mask: Option<&[u64]>) -> ColumnData<'a> {
-    let ty = LogicalType::of_vector(v);
+fn column_data<'a>(v: VectorRef<'a>, mask: Option<&[u64]>) -> Result<ColumnData<'a>, Error> {
+    let ty = v.logical_type();
     let id = ty.id();
-    unsafe {
-        match id {
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE => ColumnData::F64(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT => ColumnData::F32(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_TINYINT => ColumnData::I8(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => ColumnData::I16(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => ColumnData::I32(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => ColumnData::I64(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_UTINYINT => ColumnData::U8(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_USMALLINT => ColumnData::U16(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_UINTEGER => ColumnData::U32(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_UBIGINT => ColumnData::U64(slice(v, n)),
-            // DuckDB stores BOOLEAN as one byte, 0 or 1; read it as such rather than as Rust bool
-            // (garbage bytes under NULL rows would be invalid bools).
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN => ColumnData::U8(slice(v, n)),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_DECIMAL => {
-                let scale = sys::duckdb_decimal_scale(ty.0);
-                let values = match sys::duckdb_decimal_internal_type(ty.0) {
-                    sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => DecimalValues::I16(slice(v, n)),
-                    sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => DecimalValues::I32(slice(v, n)),
-                    sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => DecimalValues::I64(slice(v, n)),
-                    // hugeint_t is {lower: u64, upper: i64}: an i128 on little-endian targets.
-                    _ => DecimalValues::I128(slice(v, n)),
-                };
-                ColumnData::Decimal { values, scale }
-            }
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => {
-                let data = sys::duckdb_vector_get_data(v) as *const sys::duckdb_string_t;
-                let strs = (0..n)
-                    .map(|r| {
-                        if is_valid(mask, r) {
-                            // DuckDB guarantees VARCHAR is valid UTF-8.
-                            std::str::from_utf8_unchecked(string_at(data, r))
-                        } else {
-                            ""
-                        }
-                    })
-                    .collect();
-                ColumnData::Str(strs)
-            }
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY => {
-                let width = sys::duckdb_array_type_array_size(ty.0) as usize;
-                let child = sys::duckdb_array_vector_get_child(v);
-                let child_id = LogicalType::of_vector(child).id();
-                if !is_numeric_type(child_id) {
-                    return ColumnData::Unsupported { type_name: format!("an array of {}", type_name(child_id)) };
+    let read = |what: &str| internal(what);
+    Ok(match id {
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE => ColumnData::F64(v.values(id).ok_or_else(|| read("DOUBLE"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT => ColumnData::F32(v.values(id).ok_or_else(|| read("FLOAT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_TINYINT => ColumnData::I8(v.values(id).ok_or_else(|| read("TINYINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => ColumnData::I16(v.values(id).ok_or_else(|| read("SMALLINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => ColumnData::I32(v.values(id).ok_or_else(|| read("INTEGER"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => ColumnData::I64(v.values(id).ok_or_else(|| read("BIGINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_UTINYINT | sys::DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN => {
+            ColumnData::U8(v.values(id).ok_or_else(|| read("UTINYINT"))?)
+        }
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_USMALLINT => ColumnData::U16(v.values(id).ok_or_else(|| read("USMALLINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_UINTEGER => ColumnData::U32(v.values(id).ok_or_else(|| read("UINTEGER"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_UBIGINT => ColumnData::U64(v.values(id).ok_or_else(|| read("UBIGINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_DECIMAL => {
+            let (internal_type, scale) = ty.decimal().ok_or_else(|| read("DECIMAL"))?;
+            let values = match internal_type {
+                sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => DecimalValues::I16(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?),
+                sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => DecimalValues::I32(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?),
+                sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => DecimalValues::I64(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?),
+                _ => DecimalValues::Wide(v.values(sys::DUCKDB_TYPE_DUCKDB_TYPE_HUGEINT).ok_or_else(|| read("DECIMAL"))?),
+            };
+            ColumnData::Decimal { values, scale }
+        }
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => {
+            let strings = v.strings().ok_or_else(|| read("VARCHAR"))?;
+            let mut out = Vec::with_capacity(v.len());
+            for r in 0..v.len() {
+                if !is_valid(mask, r) {
+                    out.push("");
+                    continue;
                 }
-                let inner = column_data(child, n * width, None);
-                let values = (0..n * width).map(|i| inner.f64_at(i, 0)).collect();
-                ColumnData::F64List { values, width }
+                out.push(strings.str(r).ok_or_else(|| Error::LossyValue {
+                    column: format!("row {r}"),
+                    value: "a VARCHAR".into(),
+                    target: "UTF-8 text".into(),
+                })?);
             }
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_LIST => list_data(v, n, mask),
-            sys::DUCKDB_TYPE_DUCKDB_TYPE_SQLNULL => ColumnData::Null,
-            other => ColumnData::Unsupported { type_name: type_name(other) },
+            ColumnData::Str(out)
         }
-    }
-}
-
-/// A LIST column feeding a wide input must have the same length in every row.
-unsafe fn list_data<'a>(v: sys::duckdb_vector, n: usize, _mask: Option<&[u64]>) -> ColumnData<'a> {
-    unsafe {
-        // The list's own validity: a row NULL only because of a NULL element still has a width.
-        let mask = validity(v, n);
-        let entries: &[sys::duckdb_list_entry] = slice(v, n);
-        let child = sys::duckdb_list_vector_get_child(v);
-        let child_id = LogicalType::of_vector(child).id();
-        if !is_numeric_type(child_id) {
-            return ColumnData::Unsupported { type_name: format!("a list of {}", type_name(child_id)) };
-        }
-        let total = sys::duckdb_list_vector_get_size(v) as usize;
-        let inner = column_data(child, total, None);
-        let mut width = None;
-        for (r, e) in entries.iter().enumerate() {
-            if !is_valid(mask, r) {
-                continue;
-            }
-            match width {
-                None => width = Some(e.length as usize),
-                Some(w) if w != e.length as usize => {
-                    return ColumnData::Unsupported {
-                        type_name: format!("a list whose length varies by row ({w} and {})", e.length),
-                    }
-                }
-                _ => {}
-            }
-        }
-        let width = width.unwrap_or(1);
-        let mut values = vec![0f64; n * width];
-        for (r, e) in entries.iter().enumerate() {
-            if is_valid(mask, r) {
-                for k in 0..width {
-                    values[r * width + k] = inner.f64_at(e.offset as usize + k, 0);
-                }
-            }
-        }
-        ColumnData::F64List { values, width }
-    }
-}
-
-/// Writes results for chosen rows of the output vector.
-pub struct Output {
-    vector: sys::duckdb_vector,
-    validity: *mut u64,
-}
-
-impl Output {
-    pub fn new(vector: sys::duckdb_vector) -> Self {
-        Output { vector, validity: std::ptr::null_mut() }
-    }
-
-    pub fn set_null(&mut self, row: usize) {
-        unsafe {
-            if self.validity.is_null() {
-                sys::duckdb_vector_ensure_validity_writable(self.vector);
-                self.validity = sys::duckdb_vector_get_validity(self.vector);
-            }
-            sys::duckdb_validity_set_row_invalid(self.validity, row as u64);
-        }
-    }
-
-    pub fn set_f64(&mut self, row: usize, value: f64) {
-        unsafe { *(sys::duckdb_vector_get_data(self.vector) as *mut f64).add(row) = value };
-    }
-
-    pub fn set_str(&mut self, row: usize, value: &str) {
-        unsafe {
-            sys::duckdb_vector_assign_string_element_len(self.vector, row as u64, value.as_ptr().cast(), value.len() as u64)
-        };
-    }
-
-    /// Appends a row's list to the child vector; rows may come in any order (groups per model).
-    pub fn set_f64_list(&mut self, row: usize, values: &[f64]) {
-        unsafe {
-            let child = sys::duckdb_list_vector_get_child(self.vector);
-            let offset = sys::duckdb_list_vector_get_size(self.vector);
-            sys::duckdb_list_vector_reserve(self.vector, offset + values.len() as u64);
-            let data = sys::duckdb_vector_get_data(child) as *mut f64;
-            std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset as usize), values.len());
-            sys::duckdb_list_vector_set_size(self.vector, offset + values.len() as u64);
-            let entries = sys::duckdb_vector_get_data(self.vector) as *mut sys::duckdb_list_entry;
-            *entries.add(row) = sys::duckdb_list_entry { offset, length: values.len() as u64 };
-        }
-    }
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_SQLNULL => ColumnData::Null,
+        other => ColumnData::Unsupported { type_name: type_name(other) },
+    })
 }
