@@ -23,7 +23,7 @@ PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
-.PHONY: demo test test-core test-duckdb test-pg extension test-extension cli venv duckdb-lib demo-models bench bench-pg \
+.PHONY: demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg \
         pg-deps pg-install demo-pg pg-stop clean
 
 demo: venv extension cli demo-models
@@ -92,12 +92,18 @@ pg-deps:
 pg-install: pg-deps
 	cd pg_extension && $(CARGO) pgrx install --release --pg-config $(PG_CONFIG)
 
+# The test build: the same extension plus test-only SQL (sqlscore.selftest_panic). `make
+# pg-install` puts the shipped build back.
+pg-install-test: pg-deps
+	cd pg_extension && $(CARGO) pgrx install --release --pg-config $(PG_CONFIG) --features test-hooks
+
 # A throwaway cluster (port 5499) for the golden SQL tests and the tokio-postgres integration
-# tests; removed afterwards, also on failure.
-test-pg: venv pg-install cli
+# tests; removed afterwards, also on failure. The test build is installed for the run and the
+# shipped one reinstalled after it.
+test-pg: venv pg-install-test cli
 	scripts/pg-cluster.sh stop
 	scripts/pg-cluster.sh start
-	trap 'scripts/pg-cluster.sh stop' EXIT; \
+	trap 'scripts/pg-cluster.sh stop; $(MAKE) --no-print-directory pg-install >/dev/null' EXIT; \
 	scripts/pg-regress.sh && \
 	SQLSCORE_PG_URL=$(PG_URL) $(CARGO) test --release -p sqlscore-cli --test postgres
 

@@ -32,7 +32,8 @@ cron.use_background_workers = on
 max_worker_processes = 16
 sqlscore.onnxruntime_library = '$ROOT/libonnxruntime.so'
 CONF
-    as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$ROOT/server.log" -w start >/dev/null
+    # RUST_BACKTRACE=1: the tests check that even then no Rust backtrace reaches a client.
+    as_pg env RUST_BACKTRACE=1 "$PGBIN/pg_ctl" -D "$DATA" -l "$ROOT/server.log" -w start >/dev/null
     echo "cluster running: postgres://postgres@127.0.0.1:$PGPORT/postgres"
     ;;
 stop)

@@ -140,6 +140,7 @@ fn check_type(model: &str, input: &InputInfo, column: &Column<'_>, position: usi
         return Ok(());
     }
     let expected = match input.elem {
+        ElemType::String if d.text == "text" => "text".to_string(),
         ElemType::String => format!("text ({})", d.text),
         ElemType::Float | ElemType::Double => format!("a number ({})", input.elem.name()),
         ElemType::Int64 | ElemType::Int32 => format!("an integer ({})", input.elem.name()),

@@ -68,6 +68,17 @@ impl Dialect {
     };
 }
 
+/// What is wrong with a query handed to a batch function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryProblem {
+    /// It has too few columns.
+    Shape,
+    /// Its first column (the row key) is not an integer.
+    KeyType,
+    /// It failed to run.
+    Failed,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("unknown model '{model}'")]
@@ -95,7 +106,7 @@ pub enum Error {
     LossyValue { column: String, value: String, target: String },
 
     #[error("{function}: {reason}")]
-    BadQuery { function: String, reason: String, hint: Option<String> },
+    BadQuery { function: String, problem: QueryProblem, reason: String, hint: Option<String> },
 
     #[error("model '{model}' is not a valid ONNX model: {reason}")]
     InvalidModel { model: String, reason: String },

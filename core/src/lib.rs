@@ -15,6 +15,6 @@ pub mod runtime;
 pub use batch::{Batch, Column, ColumnData, DecimalValues};
 pub use cancel::InterruptCheck;
 pub use engine::{max_intra_threads, read_model_file, sha256_hex, Engine, EngineConfig, Model, NullPolicy};
-pub use error::{Dialect, Error, ErrorKind, Result};
+pub use error::{Dialect, Error, ErrorKind, QueryProblem, Result};
 pub use execute::{Predictions, RunOptions, Want};
 pub use model::{parse_ref, validate_name, ElemType, InputInfo, ModelInfo, OutputInfo};

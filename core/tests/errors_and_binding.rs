@@ -125,7 +125,7 @@ fn text_for_float_and_float_for_text_are_rejected() {
         Column::new(Some("income".into()), ColumnData::F64(&x), None),
     ];
     let err = ct.predict("ct", &Batch::new(cols, 2), &[0, 1], Want::Score, OPTS).unwrap_err();
-    assert!(err.to_string().contains("input 'city' expects text (text), but column \"city\" is double"), "{err}");
+    assert!(err.to_string().contains("input 'city' expects text, but column \"city\" is double"), "{err}");
 
     let int_model = engine.load_path(&model_path("int64_model")).unwrap();
     let cols = vec![Column::new(None, ColumnData::F64(&x), None); 3];

@@ -3,9 +3,35 @@
 
 use pgrx::prelude::*;
 use pgrx::{AnyElement, AnyNumeric};
-use sqlscore_core::{Batch, Column, ColumnData};
+use sqlscore_core::{Batch, Column, ColumnData, Error};
 
-use crate::errors::{invalid, PgResult};
+use crate::errors::{report, PgResult};
+
+/// A NUMERIC datum as f64: NaN and ±Infinity map to themselves (as float8 'NaN' does, which tree
+/// models read as a missing value); a value outside float8's range is an error, not a silent NaN.
+pub fn numeric_to_f64(d: pg_sys::Datum, column: &str) -> Result<f64, Error> {
+    // SAFETY: the caller passes a non-NULL datum of type numeric.
+    let n = unsafe { AnyNumeric::from_datum(d, false) };
+    let Some(n) = n else { return Ok(f64::NAN) };
+    let text = || n.to_string();
+    f64::try_from(n.clone()).map_err(|_| Error::LossyValue {
+        column: format!("column \"{column}\""),
+        value: text(),
+        target: "double precision".into(),
+    })
+}
+
+/// A text/varchar datum as a Rust string; text that is not valid UTF-8 (a SQL_ASCII database)
+/// is an error, not an empty string.
+pub fn text_from_datum(d: pg_sys::Datum, column: &str) -> Result<String, Error> {
+    // SAFETY: the caller passes a non-NULL datum of type text or varchar (same representation).
+    let text = unsafe { <&str>::from_datum(d, false) };
+    text.map(str::to_string).ok_or_else(|| Error::LossyValue {
+        column: format!("column \"{column}\""),
+        value: "a text value".into(),
+        target: "UTF-8 text".into(),
+    })
+}
 
 /// One value of one feature, owned.
 pub enum Cell {
@@ -21,13 +47,15 @@ pub enum Cell {
 pub struct Row {
     pub names: Option<Vec<String>>,
     pub cells: Vec<Cell>,
+    /// Each cell's SQL type, for messages (None for VARIADIC float8 arguments).
+    pub types: Option<Vec<String>>,
 }
 
 const NULL_MASK: [u64; 1] = [0];
 
 impl Row {
     pub fn positional(cells: Vec<Cell>) -> Self {
-        Row { names: None, cells }
+        Row { names: None, cells, types: None }
     }
 
     pub fn batch(&self) -> Batch<'_> {
@@ -45,7 +73,11 @@ impl Row {
                     Cell::Null => (ColumnData::Null, Some(&NULL_MASK[..])),
                     Cell::Unsupported(t) => (ColumnData::Unsupported { type_name: t.clone() }, None),
                 };
-                Column::new(name, data, validity)
+                let column = Column::new(name, data, validity);
+                match self.types.as_ref().map(|t| t[i].clone()) {
+                    Some(t) => column.with_sql_type(t),
+                    None => column,
+                }
             })
             .collect();
         Batch::new(columns, 1)
@@ -55,12 +87,17 @@ impl Row {
 /// A composite value's attributes as named cells; a scalar as one positional cell.
 pub fn any_element(value: &AnyElement) -> PgResult<Row> {
     let oid = value.oid();
+    // SAFETY: oid is the type of a value PostgreSQL passed us.
     if !unsafe { pg_sys::type_is_rowtype(oid) } {
-        return Ok(Row::positional(vec![scalar(value.datum(), oid)?]));
+        let mut row = Row::positional(vec![scalar(value.datum(), oid)?]);
+        row.types = Some(vec![type_name(oid)]);
+        return Ok(row);
     }
+    // SAFETY: the value is a composite datum (checked above) that lives for this call.
     let tuple: PgHeapTuple<'_, AllocatedByRust> = unsafe { PgHeapTuple::from_composite_datum(value.datum()) };
     let mut names = Vec::new();
     let mut cells = Vec::new();
+    let mut types = Vec::new();
     for (attno, att) in tuple.attributes() {
         if att.is_dropped() {
             continue;
@@ -73,23 +110,41 @@ pub fn any_element(value: &AnyElement) -> PgResult<Row> {
             pg_sys::INT8OID => tuple.get_by_index::<i64>(attno).map(|o| o.map(Cell::I64)),
             pg_sys::FLOAT4OID => tuple.get_by_index::<f32>(attno).map(|o| o.map(|x| Cell::F64(x.into()))),
             pg_sys::FLOAT8OID => tuple.get_by_index::<f64>(attno).map(|o| o.map(Cell::F64)),
-            pg_sys::NUMERICOID => tuple
-                .get_by_index::<AnyNumeric>(attno)
-                .map(|o| o.map(|n| Cell::F64(f64::try_from(n).unwrap_or(f64::NAN)))),
+            pg_sys::NUMERICOID => match tuple.get_by_index::<AnyNumeric>(attno) {
+                Ok(Some(n)) => Ok(Some(Cell::F64(numeric_value(n, att.name())?))),
+                other => other.map(|_| None),
+            },
             pg_sys::BOOLOID => tuple.get_by_index::<bool>(attno).map(|o| o.map(Cell::Bool)),
             other => Ok(Some(Cell::Unsupported(type_name(other)))),
         }
         .map_err(|e| {
-            invalid(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, format!("column \"{}\": {e}", att.name()), None)
+            report(Error::LossyValue {
+                column: format!("column \"{}\"", att.name()),
+                value: "its value".into(),
+                target: format!("{e}"),
+            })
         })?;
         names.push(att.name().to_string());
         cells.push(cell.unwrap_or(Cell::Null));
+        types.push(type_name(ty));
     }
-    Ok(Row { names: Some(names), cells })
+    Ok(Row { names: Some(names), cells, types: Some(types) })
+}
+
+fn numeric_value(n: AnyNumeric, column: &str) -> PgResult<f64> {
+    f64::try_from(n.clone()).map_err(|_| {
+        report(Error::LossyValue {
+            column: format!("column \"{column}\""),
+            value: n.to_string(),
+            target: "double precision".into(),
+        })
+    })
 }
 
 /// A non-composite `anyelement` (e.g. one feature of a one-input model).
 fn scalar(datum: pg_sys::Datum, oid: pg_sys::Oid) -> PgResult<Cell> {
+    // SAFETY: datum is a non-NULL value of type `oid` (the functions are STRICT), read with the
+    // conversion for that type.
     unsafe {
         Ok(match oid {
             pg_sys::FLOAT8OID => f64::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, Cell::F64),
@@ -98,17 +153,19 @@ fn scalar(datum: pg_sys::Datum, oid: pg_sys::Oid) -> PgResult<Cell> {
             pg_sys::INT4OID => i32::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, |x| Cell::I64(x.into())),
             pg_sys::INT2OID => i16::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, |x| Cell::I64(x.into())),
             pg_sys::BOOLOID => bool::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, Cell::Bool),
-            pg_sys::NUMERICOID => AnyNumeric::from_polymorphic_datum(datum, false, oid)
-                .map_or(Cell::Null, |n| Cell::F64(f64::try_from(n).unwrap_or(f64::NAN))),
-            pg_sys::TEXTOID | pg_sys::VARCHAROID => {
-                String::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, Cell::Text)
-            }
+            pg_sys::NUMERICOID => match AnyNumeric::from_polymorphic_datum(datum, false, oid) {
+                Some(n) => Cell::F64(numeric_value(n, "feature 1")?),
+                None => Cell::Null,
+            },
+            pg_sys::TEXTOID | pg_sys::VARCHAROID => Cell::Text(text_from_datum(datum, "feature 1").map_err(report)?),
             other => Cell::Unsupported(type_name(other)),
         })
     }
 }
 
+/// PostgreSQL's name of a type (`double precision`, `numeric(10,2)` without the modifier).
 pub fn type_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: format_type_be returns a palloc'd C string for any type oid; freed after copying.
     unsafe {
         let p = pg_sys::format_type_be(oid);
         let s = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();

@@ -1,9 +1,27 @@
-//! The one place engine errors become PostgreSQL errors: SQLSTATE by who must act, the engine's
-//! message, and its hint. Everything SQL-facing returns `Result<_, ErrorReport>` through this.
+//! The one place engine errors become PostgreSQL errors: SQLSTATE by variant (grouped by who must
+//! act), the engine's message, and a hint in PostgreSQL's words. Everything SQL-facing returns
+//! `Result<_, ErrorReport>` through [`report`]; this crate builds no error text of its own.
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode as Code;
-use sqlscore_core::Error;
+use sqlscore_core::{Dialect, Error, QueryProblem};
+
+/// PostgreSQL's words for messages and hints.
+pub const POSTGRES: Dialect = Dialect {
+    engine: "PostgreSQL",
+    text: "text",
+    real: "real",
+    double: "double precision",
+    integer: "integer",
+    bigint: "bigint",
+    boolean: "boolean",
+    cast_example: "x::double precision",
+    file_models: false,
+    register_hint: "register one with SELECT sqlscore.register_model('name', model_bytes)",
+    max_model_size_setting: "sqlscore.max_model_size_mb (superuser)",
+    intra_threads_setting: "sqlscore.intra_threads",
+    null_policy_setting: "sqlscore.null_policy",
+};
 
 pub fn report(e: Error) -> ErrorReport {
     let code = match &e {
@@ -14,29 +32,24 @@ pub fn report(e: Error) -> ErrorReport {
             Code::ERRCODE_INVALID_PARAMETER_VALUE
         }
         Error::TypeMismatch { .. } => Code::ERRCODE_DATATYPE_MISMATCH,
-        Error::NullFeature { .. } => Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-        Error::InvalidModel { .. } => Code::ERRCODE_INVALID_BINARY_REPRESENTATION,
-        Error::Unsupported { .. } => Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+        Error::NullArgument { .. } | Error::NullFeature { .. } => Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        Error::LossyValue { .. } => Code::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        Error::BadQuery { problem: QueryProblem::KeyType, .. } => Code::ERRCODE_DATATYPE_MISMATCH,
+        Error::BadQuery { .. } => Code::ERRCODE_INVALID_PARAMETER_VALUE,
+        Error::InvalidModel { .. } | Error::ExternalData { .. } => Code::ERRCODE_INVALID_BINARY_REPRESENTATION,
+        Error::Unsupported { .. } | Error::OutputShape { .. } => Code::ERRCODE_FEATURE_NOT_SUPPORTED,
         Error::Execution { .. } => Code::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         Error::ModelFile { .. } | Error::RuntimeNotFound { .. } => Code::ERRCODE_UNDEFINED_FILE,
         Error::ModelTooLarge { .. } => Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        Error::Cancelled { .. } => Code::ERRCODE_QUERY_CANCELED,
         Error::Internal(_) => Code::ERRCODE_INTERNAL_ERROR,
     };
-    let hint = e.hint();
+    let hint = e.hint(&POSTGRES);
     let mut r = ErrorReport::new(code, e.to_string(), "sqlscore");
     if let Some(h) = hint {
         r = r.set_hint(h);
     }
     r
-}
-
-/// For checks made in this crate (malformed `name@version`, unsupported argument types).
-pub fn invalid(code: Code, message: String, hint: Option<&str>) -> ErrorReport {
-    let r = ErrorReport::new(code, message, "sqlscore");
-    match hint {
-        Some(h) => r.set_hint(h.to_string()),
-        None => r,
-    }
 }
 
 pub type PgResult<T> = Result<T, ErrorReport>;

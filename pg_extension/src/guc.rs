@@ -1,4 +1,6 @@
 //! Settings. `sqlscore.onnxruntime_library` is superuser-only: it makes the server load a file.
+//! Limits that protect the server (model size, cache size) are superuser-only too; thread counts
+//! are capped to the machine's cores.
 
 use std::ffi::CString;
 
@@ -6,10 +8,13 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 use sqlscore_core::{EngineConfig, NullPolicy, RunOptions};
 
+use crate::errors::POSTGRES;
+
 pub static ORT_LIBRARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static INTRA_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MAX_MODEL_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum NullMode {
@@ -35,7 +40,7 @@ pub fn init() {
         c"Parallel query already runs one scoring backend per worker; 1 avoids oversubscribing cores.",
         &INTRA_THREADS,
         1,
-        sqlscore_core::MAX_INTRA_THREADS as i32,
+        i32::try_from(sqlscore_core::max_intra_threads()).unwrap_or(1),
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -67,6 +72,17 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"sqlscore.model_cache_mb",
+        c"Memory each backend may keep in loaded models, in MB.",
+        c"Least recently used models are unloaded beyond it; dropped versions are unloaded within a second.",
+        &CACHE_MB,
+        1,
+        1 << 20,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // SAFETY: called from _PG_init in the backend's main thread with a static C string.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"sqlscore".as_ptr()) };
 }
 
@@ -81,6 +97,7 @@ pub fn engine_config() -> EngineConfig {
         null_policy: null_policy(),
         max_model_bytes: (MAX_MODEL_MB.get().max(1) as usize) << 20,
         cache_capacity: 4096,
+        cache_bytes: (CACHE_MB.get().max(1) as usize) << 20,
     }
 }
 
@@ -91,6 +108,21 @@ pub fn null_policy() -> NullPolicy {
     }
 }
 
+/// A scoring call's options: the session's settings, PostgreSQL's words for messages, and the
+/// backend's cancel flags.
 pub fn run_options() -> RunOptions {
-    RunOptions::from_config(&engine_config())
+    RunOptions { interrupt: Some(interrupt_pending), ..RunOptions::from_config(&engine_config(), &POSTGRES) }
+}
+
+/// Whether statement_timeout, pg_cancel_backend or pg_terminate_backend asked this backend to
+/// stop. Runs on sqlscore's watcher thread: it only reads the flags PostgreSQL's signal handlers
+/// set (volatile sig_atomic_t), it never calls into PostgreSQL.
+fn interrupt_pending() -> bool {
+    // SAFETY: plain reads of process globals that signal handlers write; volatile reads of
+    // sig_atomic_t are what C code does with them, and a stale value only delays the stop.
+    unsafe {
+        std::ptr::read_volatile(&raw const pg_sys::InterruptPending) != 0
+            && (std::ptr::read_volatile(&raw const pg_sys::QueryCancelPending) != 0
+                || std::ptr::read_volatile(&raw const pg_sys::ProcDiePending) != 0)
+    }
 }

@@ -11,13 +11,12 @@
 
 use std::sync::Arc;
 
-use pgrx::prelude::*;
-use pgrx::AnyNumeric;
-use sqlscore_core::{Batch, Column, ColumnData, Model, Predictions, Want};
-
-use crate::convert::type_name;
 use pgrx::pg_sys::panic::ErrorReport;
-use crate::errors::{invalid, report, PgResult};
+use pgrx::prelude::*;
+use sqlscore_core::{Batch, Column, ColumnData, Error, Model, Predictions, QueryProblem, Want};
+
+use crate::convert::{numeric_to_f64, text_from_datum, type_name};
+use crate::errors::{report, PgResult};
 use crate::guc;
 use crate::registry::resolve;
 
@@ -61,6 +60,7 @@ impl Fetched {
                     used == 64 && *bits == u64::MAX || used < 64 && *bits == (1u64 << used) - 1
                 });
                 Column::new(Some(f.name.clone()), data, (!all_valid).then_some(&f.validity[..]))
+                    .with_sql_type(type_name(f.oid))
             })
             .collect();
         Batch::new(columns, n)
@@ -70,12 +70,18 @@ impl Fetched {
 /// Fetches the next `rows` rows of the cursor and copies them into typed columns. Raw SPI and
 /// one `heap_deform_tuple` per row: pgrx's typed per-cell accessors cost more than scoring a
 /// cheap model (perf: 60% of a logistic-regression batch run).
-fn fetch(cursor_name: &str, rows: i64) -> PgResult<(Fetched, bool)> {
+fn fetch(function: &str, cursor_name: &str, rows: i64) -> PgResult<(Fetched, bool)> {
     let name = std::ffi::CString::new(cursor_name).unwrap_or_default();
+    let bad = |problem, reason: String, hint: &str| {
+        report(Error::BadQuery { function: function.into(), problem, reason, hint: Some(hint.into()) })
+    };
+    // SAFETY: inside Spi::connect; the portal is the cursor this call opened (checked non-null);
+    // SPI_tuptable holds SPI_processed tuples described by its tupdesc until SPI_freetuptable;
+    // every datum is read with its column's type before the table is freed.
     Spi::connect(|_client| unsafe {
         let portal = pg_sys::SPI_cursor_find(name.as_ptr());
         if portal.is_null() {
-            return Err(invalid(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "score_batch lost its cursor".into(), None));
+            return Err(report(Error::Internal(format!("{function} lost its cursor"))));
         }
         pg_sys::SPI_cursor_fetch(portal, true, rows as _);
         let table = pg_sys::SPI_tuptable;
@@ -88,18 +94,18 @@ fn fetch(cursor_name: &str, rows: i64) -> PgResult<(Fetched, bool)> {
         let natts = (*desc).natts as usize;
         let attr = |i: usize| &*(*desc).attrs.as_ptr().add(i);
         if natts < 2 {
-            return Err(invalid(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                "score_batch query must return the row key and at least one feature column".into(),
-                Some("SELECT id, feature1, feature2, ... FROM ..."),
+            return Err(bad(
+                QueryProblem::Shape,
+                "the query must return the row key and at least one feature column".into(),
+                "SELECT id, feature1, feature2, ... FROM ...",
             ));
         }
         let id_oid = attr(0).atttypid;
         if ![pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID].contains(&id_oid) {
-            return Err(invalid(
-                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                format!("score_batch query's first column (the row key) is {}, expected an integer type", type_name(id_oid)),
-                Some("put the integer key first, e.g. SELECT id, ... (cast with id::bigint)"),
+            return Err(bad(
+                QueryProblem::KeyType,
+                format!("the query's first column (the row key) is {}, expected an integer type", type_name(id_oid)),
+                "put the integer key first, e.g. SELECT id, ... (cast with id::bigint)",
             ));
         }
         for i in 1..natts {
@@ -136,11 +142,11 @@ fn fetch(cursor_name: &str, rows: i64) -> PgResult<(Fetched, bool)> {
                         (true, _) => 0.0,
                         (false, pg_sys::FLOAT8OID) => f64::from_bits(d.value() as u64),
                         (false, pg_sys::FLOAT4OID) => f64::from(f32::from_bits(d.value() as u32)),
-                        (false, _) => AnyNumeric::from_datum(d, false).map_or(f64::NAN, |n| f64::try_from(n).unwrap_or(f64::NAN)),
+                        (false, _) => numeric_to_f64(d, &f.name).map_err(report)?,
                     }),
                     Store::I64(v) => v.push(if null { 0 } else { int(d, f.oid) }),
                     Store::Bool(v) => v.push(!null && d.value() != 0),
-                    Store::Text(v) => v.push(if null { String::new() } else { String::from_datum(d, false).unwrap_or_default() }),
+                    Store::Text(v) => v.push(if null { String::new() } else { text_from_datum(d, &f.name).map_err(report)? }),
                     Store::Unsupported(_) => {}
                 }
             }
@@ -156,19 +162,24 @@ fn fetch(cursor_name: &str, rows: i64) -> PgResult<(Fetched, bool)> {
 
 /// Opens the cursor and returns an iterator that fetches, scores and yields batch by batch.
 fn stream<T: 'static>(
-    model: &str,
-    query: &str,
+    function: &'static str,
+    model: Option<&str>,
+    query: Option<&str>,
     batch_size: Option<i32>,
     want: Want,
     extract: fn(Predictions) -> Vec<Option<T>>,
 ) -> PgResult<impl Iterator<Item = (Option<i64>, Option<T>)>> {
+    let null = |argument: &str| report(Error::NullArgument { function: function.into(), argument: argument.into() });
+    let model = model.ok_or_else(|| null("model"))?;
+    let query = query.ok_or_else(|| null("query"))?;
     let label = model.to_string();
     let model: Arc<Model> = resolve(model)?;
     model.check_want(&label, want).map_err(report)?;
     let rows = i64::from(batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get()).max(1));
     let opts = guc::run_options();
-    let cursor = Spi::connect(|c| c.try_open_cursor(query, &[]).map(|cur| cur.detach_into_name()))
-        .map_err(|e| invalid(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("score_batch query failed: {e}"), None))?;
+    let cursor = Spi::connect(|c| c.try_open_cursor(query, &[]).map(|cur| cur.detach_into_name())).map_err(|e| {
+        report(Error::BadQuery { function: function.into(), problem: QueryProblem::Failed, reason: e.to_string(), hint: None })
+    })?;
     let mut buffer: std::vec::IntoIter<(Option<i64>, Option<T>)> = Vec::new().into_iter();
     let mut done = false;
     Ok(std::iter::from_fn(move || loop {
@@ -179,7 +190,7 @@ fn stream<T: 'static>(
             return None;
         }
         check_for_interrupts!();
-        let (fetched, more) = match fetch(&cursor, rows) {
+        let (fetched, more) = match fetch(function, &cursor, rows) {
             Ok(x) => x,
             Err(e) => {
                 e.report(PgLogLevel::ERROR);
@@ -195,6 +206,8 @@ fn stream<T: 'static>(
         let predictions = match model.predict(&label, &batch, &all, want, opts) {
             Ok(p) => p,
             Err(e) => {
+                // A cancel is PostgreSQL's own error (statement_timeout, pg_cancel_backend).
+                check_for_interrupts!();
                 report(e).report(PgLogLevel::ERROR);
                 return None;
             }
@@ -203,24 +216,26 @@ fn stream<T: 'static>(
     }))
 }
 
-/// Scores every row of `query` in batches; returns (id, score) per row.
+/// Scores every row of `query` in batches; returns (id, score) per row. Not STRICT: a NULL model
+/// or query is an error naming the argument (a NULL batch size means the session's setting).
+/// No fixed search_path: `query` is the caller's and resolves names as the caller does.
 #[pg_extern(volatile, parallel_unsafe)]
 fn score_batch(
-    model: &str,
-    query: &str,
+    model: Option<&str>,
+    query: Option<&str>,
     batch_size: default!(Option<i32>, "NULL"),
 ) -> Result<TableIterator<'static, (name!(id, Option<i64>), name!(score, Option<f64>))>, ErrorReport> {
-    let rows = stream(model, query, batch_size, Want::Score, Predictions::into_scores)?;
+    let rows = stream("sqlscore.score_batch", model, query, batch_size, Want::Score, Predictions::into_scores)?;
     Ok(TableIterator::new(rows))
 }
 
 /// Like `score_batch`, returning the predicted label.
 #[pg_extern(volatile, parallel_unsafe)]
 fn predict_batch(
-    model: &str,
-    query: &str,
+    model: Option<&str>,
+    query: Option<&str>,
     batch_size: default!(Option<i32>, "NULL"),
 ) -> Result<TableIterator<'static, (name!(id, Option<i64>), name!(label, Option<String>))>, ErrorReport> {
-    let rows = stream(model, query, batch_size, Want::Label, Predictions::into_labels)?;
+    let rows = stream("sqlscore.predict_batch", model, query, batch_size, Want::Label, Predictions::into_labels)?;
     Ok(TableIterator::new(rows))
 }

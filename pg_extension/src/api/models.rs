@@ -1,16 +1,22 @@
-//! Model validation for the registry's PL/pgSQL (`registry.sql`).
-
-use pgrx::prelude::*;
-use pgrx::JsonB;
+//! Model validation for the registry's PL/pgSQL (`registry.sql`) and troubleshooting.
 
 use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use sqlscore_core::Error;
+
 use crate::errors::report;
 use crate::registry::engine;
 
-/// Loads the bytes into ONNX Runtime (validating them) and describes the model. Used by
-/// `sqlscore.register_model` before anything is written.
+/// Loads the bytes into ONNX Runtime (validating them: size, no external files, outputs that
+/// answer per row) and describes the model. Used by `sqlscore.register_model` before anything is
+/// written. Not STRICT: NULL arguments are errors naming them.
 #[pg_extern(volatile, parallel_safe)]
-fn inspect_model(name: &str, onnx: &[u8]) -> Result<JsonB, ErrorReport> {
+#[search_path(pg_catalog, pg_temp)]
+fn inspect_model(name: Option<&str>, onnx: Option<&[u8]>) -> Result<JsonB, ErrorReport> {
+    let null = |argument: &str| report(Error::NullArgument { function: "sqlscore.inspect_model".into(), argument: argument.into() });
+    let name = name.ok_or_else(|| null("name"))?;
+    let onnx = onnx.ok_or_else(|| null("onnx"))?;
     sqlscore_core::validate_name(name).map_err(report)?;
     let model = engine().load_bytes(name, onnx).map_err(report)?;
     Ok(JsonB(model.info.describe(&model.sha256, model.size)))
@@ -18,19 +24,27 @@ fn inspect_model(name: &str, onnx: &[u8]) -> Result<JsonB, ErrorReport> {
 
 /// Which libonnxruntime this backend loaded, and its cache: for troubleshooting.
 #[pg_extern(volatile, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn runtime_info() -> JsonB {
     let e = engine();
+    let config = e.config();
     JsonB(serde_json::json!({
         "onnxruntime_library": sqlscore_core::runtime::loaded_from().map(|p| p.display().to_string()),
         "cached_models": e.cached_models(),
-        "intra_threads": e.config().intra_threads,
+        "cached_bytes": e.cached_bytes(),
+        "cache_limit_bytes": config.cache_bytes,
+        "intra_threads": config.intra_threads,
+        "max_intra_threads": sqlscore_core::max_intra_threads(),
     }))
 }
 
-/// Raises a Rust panic inside the backend, to check (in tests, as superuser) that it becomes an
-/// ordinary ERROR and the backend keeps serving: the FFI guard every function runs behind.
+/// Raises a Rust panic inside the backend, to check that it becomes an ordinary ERROR (with no
+/// Rust backtrace for the client) and the backend keeps serving. Only in builds with the
+/// `test-hooks` feature (`make test-pg` installs one); the shipped extension has no such function.
+#[cfg(feature = "test-hooks")]
 #[pg_extern(volatile)]
 fn selftest_panic() -> bool {
+    // SAFETY: superuser() only reads the session's role state.
     if !unsafe { pg_sys::superuser() } {
         return false;
     }
