@@ -280,6 +280,147 @@ fn batch_scoring_is_cancellable() {
 }
 
 #[test]
+fn one_long_model_run_is_cancellable() {
+    // One batch of 600,000 rows: a single ONNX Runtime run would take ~10 s for an
+    // IsolationForest; runs are paced to ~100 ms and watched, so the timeout lands within one.
+    run(async {
+        let c = connect().await;
+        register(&c, "cancel_iso_big", "isolation_forest").await;
+        c.batch_execute(
+            "DROP TABLE IF EXISTS cancel_big;              CREATE TABLE cancel_big AS SELECT i AS id, sin(i) AS a, cos(i) AS b, sin(2*i) AS c, cos(2*i) AS d,              sin(3*i) AS e, cos(3*i) AS f, sin(4*i) AS g, cos(4*i) AS h FROM generate_series(1, 600000) i",
+        )
+        .await
+        .unwrap();
+        c.batch_execute("SET statement_timeout = '3s'").await.unwrap();
+        let t = Instant::now();
+        let err = c
+            .query(
+                "SELECT count(*) FROM sqlscore.score_batch('cancel_iso_big', 'SELECT * FROM cancel_big', 1000000)",
+                &[],
+            )
+            .await
+            .unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(err.as_db_error().unwrap().code().code(), "57014", "{err}");
+        eprintln!("statement_timeout 3 s: cancelled after {took:?}");
+        // Far below the ~10 s the run needs uncancelled (a functional bound, not a speed claim).
+        assert!(took < Duration::from_secs(8), "cancel took {took:?}");
+        c.batch_execute("RESET statement_timeout; DROP TABLE cancel_big").await.unwrap();
+    });
+}
+
+#[test]
+fn no_rust_backtrace_reaches_a_client() {
+    // The test cluster runs with RUST_BACKTRACE=1, so a captured backtrace would show.
+    run(async {
+        let c = connect().await;
+        register(&c, "bt_lr", "logistic_binary").await;
+        c.batch_execute("DO $$ BEGIN CREATE ROLE bt_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+            .await
+            .unwrap();
+        let cases = [
+            // A PostgreSQL error raised inside sqlscore's SPI call (the query divides by zero).
+            ("SELECT * FROM sqlscore.score_batch('bt_lr', 'SELECT 1/0, 1.0')", "22012"),
+            // A Rust panic.
+            ("SELECT sqlscore.selftest_panic()", "XX000"),
+            // A permission error inside the registry lookup, as a role without SELECT on it.
+            (
+                "REVOKE SELECT ON sqlscore.model_versions FROM PUBLIC; SET ROLE bt_reader;                  SELECT sqlscore.score('bt_lr', 1, 2, 3, 4, 5, 6, 7, 8)",
+                "",
+            ),
+        ];
+        for (sql, code) in cases {
+            let err = c.batch_execute(sql).await.unwrap_err();
+            let db = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {err}"));
+            if !code.is_empty() {
+                assert_eq!(db.code().code(), code, "{sql}: {}", db.message());
+            }
+            let detail = db.detail().unwrap_or("");
+            assert!(!detail.contains("pgrx") && !detail.contains("::"), "{sql}: DETAIL {detail}");
+            c.batch_execute("RESET ROLE").await.unwrap();
+        }
+        c.batch_execute("GRANT SELECT ON sqlscore.model_versions TO PUBLIC").await.unwrap();
+    });
+}
+
+#[test]
+fn default_settings_give_big_tables_parallel_plans() {
+    // COST 200 on the scoring functions: with PostgreSQL's default parallel settings a table past
+    // min_parallel_table_scan_size (8 MB) is scored by workers in CREATE TABLE ... AS.
+    run(async {
+        let c = connect().await;
+        register(&c, "cost_lr", "logistic_binary").await;
+        c.batch_execute(
+            "DROP TABLE IF EXISTS cost_t;              CREATE TABLE cost_t AS SELECT i AS id, random() AS x0, random() AS x1, random() AS x2, random() AS x3,              random() AS x4, random() AS x5, random() AS x6, random() AS x7 FROM generate_series(1, 150000) i;              ANALYZE cost_t;",
+        )
+        .await
+        .unwrap();
+        let fresh = connect().await;
+        let plan: Vec<String> = fresh
+            .query(
+                "EXPLAIN CREATE TABLE cost_out AS SELECT id, sqlscore.score('cost_lr', x0, x1, x2, x3, x4, x5, x6, x7) FROM cost_t",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Gather") && plan.contains("Parallel Seq Scan"), "{plan}");
+        c.batch_execute("DROP TABLE cost_t").await.unwrap();
+    });
+}
+
+#[test]
+fn dropped_versions_release_their_memory() {
+    run(async {
+        let c = connect().await;
+        let bytes = std::fs::read(root().join("models/gbm_regressor.onnx")).unwrap();
+        let info = async |c: &Client| -> Value {
+            c.query_one("SELECT sqlscore.runtime_info()::text", &[]).await.unwrap().get::<_, String>(0).parse().unwrap()
+        };
+        let rss = async |c: &Client| -> u64 {
+            let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            // Private memory only: VmRSS also counts shared buffers the backend touches.
+            let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+        };
+        let cycle = async |i: usize| {
+            let name = format!("mem_{}", i % 7);
+            // A distinct model each cycle: the same graph with its ModelProto.doc_string (field
+            // 6) set to the cycle number, so every version has its own bytes and sha256.
+            let doc = format!("cycle {i}");
+            let mut bytes = bytes.clone();
+            bytes.extend([0x32, doc.len() as u8]);
+            bytes.extend(doc.as_bytes());
+            c.query_one("SELECT sqlscore.register_model($1, $2)", &[&name, &bytes]).await.unwrap();
+            c.batch_execute(&format!("SELECT sqlscore.score('{name}', 1, 2, 3, 4, 5, 6, 7, 8)")).await.unwrap();
+            c.batch_execute(&format!("SELECT sqlscore.drop_model('{name}')")).await.unwrap();
+        };
+        for i in 0..20 {
+            cycle(i).await;
+        }
+        let before = rss(&c).await;
+        let cycles: usize = std::env::var("SQLSCORE_MEM_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+        for i in 0..cycles {
+            cycle(i).await;
+        }
+        // The next statement past the sweep interval unloads what was dropped.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        register(&c, "mem_keep", "logistic_binary").await;
+        c.batch_execute("SELECT sqlscore.score('mem_keep', 1, 2, 3, 4, 5, 6, 7, 8)").await.unwrap();
+        let after = rss(&c).await;
+        let cached = info(&c).await;
+        eprintln!("private RSS {before} -> {after} bytes after {cycles} register/score/drop cycles; cache {cached}");
+        assert!(cached["cached_models"].as_u64().unwrap() <= 2, "{cached}");
+        // Before the fix each cycle kept ~116 kB (300 cycles: ~35 MB); now it stays flat.
+        assert!(after.saturating_sub(before) < 4 << 20, "private RSS grew {} bytes", after.saturating_sub(before));
+    });
+}
+
+#[test]
 fn pg_cron_runs_a_scheduled_scoring_job() {
     run(async {
         let c = connect().await;

@@ -33,9 +33,13 @@ type Epoch = (pg_sys::TimestampTz, pg_sys::CommandId);
 /// keeps a dropped version alive past the statement that used it.
 static RESOLVED: Mutex<Option<(Epoch, HashMap<String, Arc<Model>>)>> = Mutex::new(None);
 
-/// Cached models are checked against the registry at most this often.
+/// Cached models are checked against the registry at most this often, or sooner once this many
+/// models were loaded since the last check (a loop that registers, scores and drops versions
+/// keeps at most that many dropped ones loaded).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-static LAST_SWEEP: Mutex<Option<Instant>> = Mutex::new(None);
+const SWEEP_AFTER_LOADS: usize = 8;
+/// (when, how many models were cached after it).
+static LAST_SWEEP: Mutex<Option<(Instant, usize)>> = Mutex::new(None);
 
 /// The backend's engine, with the current settings applied.
 pub fn engine() -> &'static Engine {
@@ -77,23 +81,32 @@ pub fn resolve(model: &str) -> PgResult<Arc<Model>> {
     Ok(found)
 }
 
-/// Unloads cached models whose version is no longer registered (dropped), at most once a second.
+/// Unloads cached models whose version is no longer registered (dropped) and gives the freed
+/// memory back to the operating system.
 fn sweep() -> PgResult<()> {
+    let cached = engine().cached_models();
     {
         let mut last = LAST_SWEEP.lock();
-        if last.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
-            return Ok(());
+        if let Some((at, after)) = *last {
+            if at.elapsed() < SWEEP_EVERY && cached < after + SWEEP_AFTER_LOADS {
+                return Ok(());
+            }
         }
-        *last = Some(Instant::now());
+        *last = Some((Instant::now(), cached));
     }
-    if engine().cached_models() == 0 {
+    if cached == 0 {
         return Ok(());
     }
     let live: HashSet<String> = read_only(c"SELECT sha256 FROM sqlscore.model_versions", &[], 0, |row| row.text(1))?
         .into_iter()
         .flatten()
         .collect();
-    engine().retain(|sha| live.contains(sha));
+    let dropped = engine().retain(|sha| live.contains(sha));
+    *LAST_SWEEP.lock() = Some((Instant::now(), engine().cached_models()));
+    if dropped > 0 {
+        // SAFETY: malloc_trim only returns free heap pages to the OS; it has no preconditions.
+        unsafe { libc::malloc_trim(0) };
+    }
     Ok(())
 }
 
