@@ -8,6 +8,7 @@ PGPORT=${SQLSCORE_PGPORT:-5499}
 REGRESS=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress
 install -d -o postgres -g postgres "$ROOT/models"
 install -o postgres -g postgres -m 0644 "$HERE"/models/*.onnx "$ROOT/models/"
+export SQLSCORE_PGROOT="$ROOT"
 OUT=${SQLSCORE_REGRESS_OUT:-$HERE/target/pg_regress}
 mkdir -p "$OUT"
 tests=$(cd "$HERE/pg_extension/tests/pg_regress/sql" && ls *.sql | sed 's/\.sql$//')

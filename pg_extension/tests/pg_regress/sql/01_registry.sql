@@ -5,8 +5,12 @@ CREATE FUNCTION try(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN EXECUTE q; RETURN 'ok';
 EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
-CREATE FUNCTION model(file text) RETURNS bytea LANGUAGE sql AS
-$$ SELECT pg_read_binary_file('/tmp/sqlscore-pg/models/' || file || '.onnx') $$;
+-- model('name') reads $SQLSCORE_PGROOT/models/name.onnx (the path is fixed when it is created).
+\getenv pgroot SQLSCORE_PGROOT
+\set ECHO none
+SELECT format($f$CREATE FUNCTION model(file text) RETURNS bytea LANGUAGE sql AS
+  $b$ SELECT pg_read_binary_file(%L || file || '.onnx') $b$$f$, :'pgroot' || '/models/') \gexec
+\set ECHO all
 
 SELECT sqlscore.register_model('churn', model('logistic_binary'), 'first');
 SELECT sqlscore.register_model('churn', model('gbm_classifier'));
