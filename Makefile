@@ -23,7 +23,7 @@ PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
-.PHONY: demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg \
+.PHONY: lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg \
         pg-deps pg-install demo-pg pg-stop clean
 
 demo: venv extension cli demo-models
@@ -119,6 +119,13 @@ pg-stop:
 bench-pg: venv pg-install cli
 	scripts/pg-cluster.sh start
 	$(CLI) bench-pg --url $(PG_URL)
+
+# The code checks CI runs: formatting, and clippy with warnings as errors over every crate, test
+# and the loadable extension (its own feature set: it is built alone, see `extension`).
+lint: duckdb-lib pg-deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
+	$(CARGO) clippy -p sqlscore-duckdb --features loadable,test-hooks --release -- -D warnings
 
 clean:
 	rm -rf dist target/bench sqlscore-demo.duckdb sqlscore-demo.duckdb.wal demo-data

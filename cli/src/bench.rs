@@ -55,9 +55,8 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
     let conn = sqlscore_duckdb::open(&args.db)?;
     conn.execute_batch(&format!("SET threads = {}; SET sqlscore_intra_threads = 1", args.threads))?;
     let features: Vec<String> = (0..8).map(|k| format!("x{k}")).collect();
-    let feature_sql: Vec<String> = (0..8)
-        .map(|k| format!("(hash(i, {k}) % 2000000) / 1000000.0 - 1.0 AS x{k}"))
-        .collect();
+    let feature_sql: Vec<String> =
+        (0..8).map(|k| format!("(hash(i, {k}) % 2000000) / 1000000.0 - 1.0 AS x{k}")).collect();
     conn.execute_batch(&format!(
         "CREATE TABLE bench_data AS SELECT i AS id, {} FROM range({}) r(i)",
         feature_sql.join(", "),
@@ -86,7 +85,15 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
         let sqlscore_s = t.elapsed().as_secs_f64();
         let (raw_s, raw_chunked_s) = raw_ort(&path, &x, 8, args.threads as usize)?;
         let python_arg = (path.display().to_string(), false);
-        table.push(Row { case: model.clone(), rows: args.rows, sqlscore_s, raw_s, raw_chunked_s, python_s: None, python_arg });
+        table.push(Row {
+            case: model.clone(),
+            rows: args.rows,
+            sqlscore_s,
+            raw_s,
+            raw_chunked_s,
+            python_s: None,
+            python_arg,
+        });
     }
     if args.per_row_models > 0 {
         table.push(per_row(&conn, &args)?);
@@ -181,7 +188,14 @@ fn per_row(conn: &Connection, args: &BenchArgs) -> Result<Row, BoxError> {
     let (devices, sensors) = grid(n);
     let dir = PathBuf::from(format!("target/bench/models-{devices}x{sensors}"));
     let status = Command::new(&args.python)
-        .args(["models/make_demo_models.py", "--devices", &devices.to_string(), "--sensors", &sensors.to_string(), "--out"])
+        .args([
+            "models/make_demo_models.py",
+            "--devices",
+            &devices.to_string(),
+            "--sensors",
+            &sensors.to_string(),
+            "--out",
+        ])
         .arg(&dir)
         .status()?;
     if !status.success() {
@@ -217,7 +231,9 @@ fn per_row(conn: &Connection, args: &BenchArgs) -> Result<Row, BoxError> {
     let t = Instant::now();
     conn.execute_batch(clustered)?;
     let sqlscore_s = t.elapsed().as_secs_f64();
-    eprintln!("  per-row, rows interleaved: {interleaved_s:.2} s; clustered by model (ORDER BY sensor_id): {sqlscore_s:.2} s");
+    eprintln!(
+        "  per-row, rows interleaved: {interleaved_s:.2} s; clustered by model (ORDER BY sensor_id): {sqlscore_s:.2} s"
+    );
 
     // Raw baseline: sessions made up front, rows already grouped per model.
     let env = sqlscore_core::runtime::environment()?;
@@ -265,7 +281,7 @@ fn per_row(conn: &Connection, args: &BenchArgs) -> Result<Row, BoxError> {
 
 fn grid(n: u32) -> (u32, u32) {
     let mut sensors = (n as f64).sqrt() as u32;
-    while sensors > 1 && n % sensors != 0 {
+    while sensors > 1 && !n.is_multiple_of(sensors) {
         sensors -= 1;
     }
     (n / sensors, sensors)

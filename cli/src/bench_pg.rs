@@ -46,7 +46,10 @@ pub fn run(args: BenchPgArgs) -> Result<(), BoxError> {
         }
         Ok(x)
     })?;
-    println!("\n{} rows x 8 float8 in a Postgres table; sqlscore.intra_threads = 1, raw ORT and Python 1 thread\n", args.rows);
+    println!(
+        "\n{} rows x 8 float8 in a Postgres table; sqlscore.intra_threads = 1, raw ORT and Python 1 thread\n",
+        args.rows
+    );
     println!("| model | INSERT..SELECT per-row fn | INSERT..SELECT score_batch | raw ORT (Rust) | batch / raw | per-row / raw | Python pipeline | CTAS per-row, 1 worker | 2 workers | speed-up |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for model in &args.models {
@@ -64,7 +67,9 @@ pub fn run(args: BenchPgArgs) -> Result<(), BoxError> {
                 Ok(t.elapsed().as_secs_f64())
             };
             c.batch_execute("TRUNCATE bench_out; SET max_parallel_workers_per_gather = 0").await?;
-            let per_row = timed(format!("INSERT INTO bench_out SELECT id, sqlscore.score('{name}', {features}) FROM bench_pg")).await?;
+            let per_row =
+                timed(format!("INSERT INTO bench_out SELECT id, sqlscore.score('{name}', {features}) FROM bench_pg"))
+                    .await?;
             c.batch_execute("TRUNCATE bench_out").await?;
             let batch = timed(format!(
                 "INSERT INTO bench_out SELECT * FROM sqlscore.score_batch('{name}', 'SELECT id, {features} FROM bench_pg')"
@@ -102,12 +107,8 @@ fn python(args: &BenchPgArgs, model: &std::path::Path) -> Result<Option<f64>, Bo
     if !args.python.exists() {
         return Ok(None);
     }
-    let out = Command::new(&args.python)
-        .arg("bench/python_pipeline_pg.py")
-        .arg(&args.url)
-        .arg(model)
-        .arg("1")
-        .output()?;
+    let out =
+        Command::new(&args.python).arg("bench/python_pipeline_pg.py").arg(&args.url).arg(model).arg("1").output()?;
     if !out.status.success() {
         return Err(format!("python pipeline failed: {}", String::from_utf8_lossy(&out.stderr)).into());
     }

@@ -76,7 +76,12 @@ pub fn run(args: DemoArgs) -> Result<(), BoxError> {
     }
     println!(
         "sqlscore demo: {} devices x {} sensors x {} h every {} s = {} readings -> {}",
-        args.devices, args.sensors, args.hours, args.interval, total_rows, args.db.display()
+        args.devices,
+        args.sensors,
+        args.hours,
+        args.interval,
+        total_rows,
+        args.db.display()
     );
 
     let t = Instant::now();
@@ -98,7 +103,10 @@ pub fn run(args: DemoArgs) -> Result<(), BoxError> {
         inserted as f64 / secs
     );
     summary(&conn)?;
-    println!("anomaly_scores and the BI views (anomalies_by_sensor, anomalies_by_hour, detection_quality) are in {}", args.db.display());
+    println!(
+        "anomaly_scores and the BI views (anomalies_by_sensor, anomalies_by_hour, detection_quality) are in {}",
+        args.db.display()
+    );
     Ok(())
 }
 
@@ -136,7 +144,12 @@ fn register_models(conn: &Connection, dir: &Path, devices: u32, sensors: u32) ->
 }
 
 /// Runs a long statement while a bar follows DuckDB's own query progress.
-fn with_progress<T>(conn: &Connection, total: u64, quiet: bool, f: impl FnOnce(&Connection) -> Result<T, BoxError>) -> Result<T, BoxError> {
+fn with_progress<T>(
+    conn: &Connection,
+    total: u64,
+    quiet: bool,
+    f: impl FnOnce(&Connection) -> Result<T, BoxError>,
+) -> Result<T, BoxError> {
     if quiet {
         return f(conn);
     }
@@ -169,17 +182,18 @@ fn with_progress<T>(conn: &Connection, total: u64, quiet: bool, f: impl FnOnce(&
 }
 
 fn summary(conn: &Connection) -> Result<(), BoxError> {
-    let (readings, anomalies): (i64, i64) = conn.query_row(
-        "SELECT count(*), count(*) FILTER (WHERE is_anomaly) FROM anomaly_scores",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    println!("  {readings} readings, {anomalies} anomalies ({:.2}%)", 100.0 * anomalies as f64 / readings.max(1) as f64);
-    let (tp, missed, false_alarms): (i64, i64, i64) = conn.query_row(
-        "SELECT true_positives, missed, false_alarms FROM detection_quality",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+    let (readings, anomalies): (i64, i64) =
+        conn.query_row("SELECT count(*), count(*) FILTER (WHERE is_anomaly) FROM anomaly_scores", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    println!(
+        "  {readings} readings, {anomalies} anomalies ({:.2}%)",
+        100.0 * anomalies as f64 / readings.max(1) as f64
+    );
+    let (tp, missed, false_alarms): (i64, i64, i64) =
+        conn.query_row("SELECT true_positives, missed, false_alarms FROM detection_quality", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     println!("  injected anomalies found: {tp}, missed: {missed}; flagged normal readings: {false_alarms}");
     let mut stmt = conn.prepare(
         "SELECT device_id, sensor_id, readings, anomalies, anomaly_pct FROM anomalies_by_sensor \
@@ -187,7 +201,13 @@ fn summary(conn: &Connection) -> Result<(), BoxError> {
     )?;
     println!("  {:<8} {:<10} {:>10} {:>10} {:>8}", "device", "sensor", "readings", "anomalies", "%");
     for row in stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, f64>(4)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, f64>(4)?,
+        ))
     })? {
         let (d, s, n, a, p) = row?;
         println!("  {d:<8} {s:<10} {n:>10} {a:>10} {p:>8.3}");

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use clap::Subcommand;
 use duckdb::types::ValueRef;
 
@@ -67,7 +66,8 @@ pub fn sql(db: &Path, query: &str) -> Result<(), BoxError> {
         let stmt = row.as_ref();
         let n = stmt.column_count();
         if !header_done {
-            let names: Vec<String> = (0..n).map(|i| stmt.column_name(i).map(|s| s.to_string()).unwrap_or_default()).collect();
+            let names: Vec<String> =
+                (0..n).map(|i| stmt.column_name(i).map(|s| s.to_string()).unwrap_or_default()).collect();
             println!("{}", names.join(" | "));
             header_done = true;
         }

@@ -30,7 +30,10 @@ pub fn with_client<T>(url: &str, f: impl AsyncFnOnce(&Client) -> Result<T, BoxEr
 pub fn push(url: &str, name: &str, file: &Path, description: Option<&str>) -> Result<(), BoxError> {
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     with_client(url, async |c| {
-        let row = c.query_one("SELECT sqlscore.register_model($1, $2, $3)", &[&name, &bytes, &description]).await.map_err(describe)?;
+        let row = c
+            .query_one("SELECT sqlscore.register_model($1, $2, $3)", &[&name, &bytes, &description])
+            .await
+            .map_err(describe)?;
         let version: i32 = row.get(0);
         let sha: String = c
             .query_one("SELECT sha256 FROM sqlscore.models WHERE name = $1 AND version = $2", &[&name, &version])
@@ -97,7 +100,11 @@ pub fn demo(url: &str, models: &Path, devices: u32, sensors: u32, hours: u32, in
         let (setup, score) = sql.split_once("-- @score").ok_or("demo_pg.sql lacks the -- @score marker")?;
         let t = Instant::now();
         c.batch_execute(setup).await.map_err(describe)?;
-        println!("  generated {} readings ({:.2} s)", i64::from(devices) * i64::from(sensors) * steps, t.elapsed().as_secs_f64());
+        println!(
+            "  generated {} readings ({:.2} s)",
+            i64::from(devices) * i64::from(sensors) * steps,
+            t.elapsed().as_secs_f64()
+        );
         let mut new = 0;
         for d in 0..devices {
             for s in 0..sensors {
@@ -105,12 +112,18 @@ pub fn demo(url: &str, models: &Path, devices: u32, sensors: u32, hours: u32, in
                 let bytes = std::fs::read(models.join(format!("{name}.onnx")))?;
                 let sha = sqlscore_core::sha256_hex(&bytes);
                 let current = c
-                    .query_opt("SELECT 1 FROM sqlscore.models WHERE name = $1 AND active AND sha256 = $2", &[&name, &sha])
+                    .query_opt(
+                        "SELECT 1 FROM sqlscore.models WHERE name = $1 AND active AND sha256 = $2",
+                        &[&name, &sha],
+                    )
                     .await?;
                 if current.is_none() {
-                    c.query_one("SELECT sqlscore.register_model($1, $2, 'demo: StandardScaler + OneClassSVM')", &[&name, &bytes])
-                        .await
-                        .map_err(describe)?;
+                    c.query_one(
+                        "SELECT sqlscore.register_model($1, $2, 'demo: StandardScaler + OneClassSVM')",
+                        &[&name, &bytes],
+                    )
+                    .await
+                    .map_err(describe)?;
                     new += 1;
                 }
             }

@@ -49,12 +49,20 @@ async fn register(c: &Client, name: &str, model: &str) -> i32 {
 }
 
 fn reference(model: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(root().join(format!("models/reference/{model}.json"))).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(root().join(format!("models/reference/{model}.json"))).unwrap())
+        .unwrap()
 }
 
 const ALL_MODELS: &[&str] = &[
-    "logistic_binary", "rf_3class", "gbm_regressor", "gbm_classifier", "isolation_forest",
-    "ocsvm_pipeline", "column_transformer", "int64_model", "float64_model",
+    "logistic_binary",
+    "rf_3class",
+    "gbm_regressor",
+    "gbm_classifier",
+    "isolation_forest",
+    "ocsvm_pipeline",
+    "column_transformer",
+    "int64_model",
+    "float64_model",
 ];
 
 /// Creates `table` (id + one column per feature value, named like the inputs) from a reference.
@@ -110,10 +118,17 @@ fn every_model_matches_python_reference_per_row_and_batch() {
             let r = reference(model);
             let table = format!("ref_t_{model}");
             let cols = reference_table(&c, &table, &r).await;
-            let want: Vec<f64> = r["expected"]["score"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let want: Vec<f64> =
+                r["expected"]["score"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             // The row form (typed columns, text categoricals) and the batch path.
             let rows = c
-                .query(&format!("SELECT sqlscore.score($1, t) FROM (SELECT {} FROM {table} ORDER BY id) t", cols.join(", ")), &[&name])
+                .query(
+                    &format!(
+                        "SELECT sqlscore.score($1, t) FROM (SELECT {} FROM {table} ORDER BY id) t",
+                        cols.join(", ")
+                    ),
+                    &[&name],
+                )
                 .await
                 .unwrap();
             for (i, row) in rows.iter().enumerate() {
@@ -134,7 +149,13 @@ fn every_model_matches_python_reference_per_row_and_batch() {
             }
             if let Some(labels) = r["expected"]["label"].as_array() {
                 let got = c
-                    .query(&format!("SELECT sqlscore.predict($1, t) FROM (SELECT {} FROM {table} ORDER BY id) t", cols.join(", ")), &[&name])
+                    .query(
+                        &format!(
+                            "SELECT sqlscore.predict($1, t) FROM (SELECT {} FROM {table} ORDER BY id) t",
+                            cols.join(", ")
+                        ),
+                        &[&name],
+                    )
                     .await
                     .unwrap();
                 let got: Vec<String> = got.iter().map(|r| r.get(0)).collect();
@@ -143,7 +164,13 @@ fn every_model_matches_python_reference_per_row_and_batch() {
             }
             if let Some(probas) = r["expected"]["probabilities"].as_array() {
                 let got = c
-                    .query(&format!("SELECT sqlscore.predict_proba($1, t) FROM (SELECT {} FROM {table} ORDER BY id) t", cols.join(", ")), &[&name])
+                    .query(
+                        &format!(
+                            "SELECT sqlscore.predict_proba($1, t) FROM (SELECT {} FROM {table} ORDER BY id) t",
+                            cols.join(", ")
+                        ),
+                        &[&name],
+                    )
                     .await
                     .unwrap();
                 for (row, want) in got.iter().zip(probas) {
@@ -189,7 +216,8 @@ fn a_running_backend_sees_a_newly_activated_version_at_its_next_statement() {
         admin.execute("SELECT sqlscore.activate_model('live', 1)", &[]).await.unwrap(); // rollback
         let back: f64 = scorer.query_one(q, &[]).await.unwrap().get(0);
         assert_eq!(back, v1);
-        let pinned: f64 = scorer.query_one("SELECT sqlscore.score('live@2', 1, 2, 3, 4, 5, 6, 7, 8)", &[]).await.unwrap().get(0);
+        let pinned: f64 =
+            scorer.query_one("SELECT sqlscore.score('live@2', 1, 2, 3, 4, 5, 6, 7, 8)", &[]).await.unwrap().get(0);
         assert_eq!(pinned, v2);
     });
 }
@@ -250,11 +278,17 @@ fn parallel_workers_score_rows() {
         assert!(plan.contains("Workers Launched: 2"), "{plan}");
         let serial: f64 = {
             c.batch_execute("SET max_parallel_workers_per_gather = 0").await.unwrap();
-            c.query_one("SELECT sum(sqlscore.score('par_gbm', x0, x1, x2, x3, x4, x5, x6, x7)) FROM par_t", &[]).await.unwrap().get(0)
+            c.query_one("SELECT sum(sqlscore.score('par_gbm', x0, x1, x2, x3, x4, x5, x6, x7)) FROM par_t", &[])
+                .await
+                .unwrap()
+                .get(0)
         };
         c.batch_execute("SET max_parallel_workers_per_gather = 2").await.unwrap();
-        let parallel: f64 =
-            c.query_one("SELECT sum(sqlscore.score('par_gbm', x0, x1, x2, x3, x4, x5, x6, x7)) FROM par_t", &[]).await.unwrap().get(0);
+        let parallel: f64 = c
+            .query_one("SELECT sum(sqlscore.score('par_gbm', x0, x1, x2, x3, x4, x5, x6, x7)) FROM par_t", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert!((serial - parallel).abs() < 1e-6 * serial.abs(), "{serial} vs {parallel}");
     });
 }
@@ -455,7 +489,10 @@ fn pg_cron_runs_a_scheduled_scoring_job() {
         c.query_one("SELECT cron.unschedule($1::bigint)", &[&job]).await.unwrap();
         assert_eq!(rows, 100, "the cron job did not write its rows");
         let status: String = c
-            .query_one("SELECT status FROM cron.job_run_details WHERE jobid = $1 ORDER BY start_time DESC LIMIT 1", &[&job])
+            .query_one(
+                "SELECT status FROM cron.job_run_details WHERE jobid = $1 ORDER BY start_time DESC LIMIT 1",
+                &[&job],
+            )
             .await
             .unwrap()
             .get(0);

@@ -17,14 +17,22 @@ pub enum ColumnData<'a> {
     U64(&'a [u64]),
     Bool(&'a [bool]),
     /// Fixed-point with `scale` decimal digits (DuckDB/Postgres DECIMAL).
-    Decimal { values: DecimalValues<'a>, scale: u8 },
+    Decimal {
+        values: DecimalValues<'a>,
+        scale: u8,
+    },
     Str(Vec<&'a str>),
     /// A fixed-width list per row (a feature vector in one column): `width` values per row.
-    F64List { values: Vec<f64>, width: usize },
+    F64List {
+        values: Vec<f64>,
+        width: usize,
+    },
     /// An untyped NULL argument (SQL `NULL` literal): every row is NULL, any input accepts it.
     Null,
     /// A column of a type the engine cannot use; `type_name` is reported in the error.
-    Unsupported { type_name: String },
+    Unsupported {
+        type_name: String,
+    },
 }
 
 #[derive(Debug, Clone)]

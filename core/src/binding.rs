@@ -56,11 +56,8 @@ fn bind_by_position(
         }
         position += c.data.width();
     }
-    let flat: Vec<(usize, usize)> = columns
-        .iter()
-        .enumerate()
-        .flat_map(|(i, c)| (0..c.data.width()).map(move |k| (i, k)))
-        .collect();
+    let flat: Vec<(usize, usize)> =
+        columns.iter().enumerate().flat_map(|(i, c)| (0..c.data.width()).map(move |k| (i, k))).collect();
     if flat.len() != info.feature_count() {
         return Err(Error::Arity {
             model: model.into(),
@@ -83,11 +80,7 @@ fn bind_by_name(
         columns
             .iter()
             .position(|c| c.name.as_deref() == Some(name))
-            .or_else(|| {
-                columns.iter().position(|c| {
-                    c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))
-                })
-            })
+            .or_else(|| columns.iter().position(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))))
     };
     let mut slots = Vec::with_capacity(info.inputs.len());
     for input in &info.inputs {
@@ -116,11 +109,7 @@ fn bind_by_name(
                     model: model.into(),
                     input: input.name.clone(),
                     expected: Plural(input.elem.name(), input.width).to_string(),
-                    available: columns
-                        .iter()
-                        .filter_map(|c| c.name.clone())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available: columns.iter().filter_map(|c| c.name.clone()).collect::<Vec<_>>().join(", "),
                 })
             }
         }
@@ -130,12 +119,13 @@ fn bind_by_name(
 
 fn check_type(model: &str, input: &InputInfo, column: &Column<'_>, position: usize, d: &Dialect) -> Result<()> {
     let data = &column.data;
-    let ok = matches!(data, crate::batch::ColumnData::Null) || match input.elem {
-        ElemType::String => data.is_text(),
-        ElemType::Float | ElemType::Double => data.is_numeric(),
-        // Feeding 2.7 to an integer input would silently truncate: ask for an explicit cast.
-        ElemType::Int64 | ElemType::Int32 | ElemType::Bool => data.is_integer(),
-    };
+    let ok = matches!(data, crate::batch::ColumnData::Null)
+        || match input.elem {
+            ElemType::String => data.is_text(),
+            ElemType::Float | ElemType::Double => data.is_numeric(),
+            // Feeding 2.7 to an integer input would silently truncate: ask for an explicit cast.
+            ElemType::Int64 | ElemType::Int32 | ElemType::Bool => data.is_integer(),
+        };
     if ok {
         return Ok(());
     }

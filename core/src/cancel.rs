@@ -38,8 +38,11 @@ struct Watcher {
 fn watcher() -> &'static Watcher {
     static WATCHER: OnceLock<&'static Watcher> = OnceLock::new();
     WATCHER.get_or_init(|| {
-        let w: &'static Watcher =
-            Box::leak(Box::new(Watcher { runs: Mutex::new(Vec::new()), wake: Condvar::new(), next_id: AtomicU64::new(1) }));
+        let w: &'static Watcher = Box::leak(Box::new(Watcher {
+            runs: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+            next_id: AtomicU64::new(1),
+        }));
         // If the thread cannot start, watched runs still stop between chunks.
         let _ = with_signals_blocked(|| {
             std::thread::Builder::new().name("sqlscore-cancel".into()).spawn(move || watch_loop(w))

@@ -123,8 +123,7 @@ impl Model {
         if info.inputs.is_empty() {
             return Err(Error::InvalidModel { model: label.into(), reason: "the graph has no inputs".into() });
         }
-        let model =
-            Model { sha256, info, size: bytes.len(), bytes, pool: Mutex::new(vec![(threads, session)]) };
+        let model = Model { sha256, info, size: bytes.len(), bytes, pool: Mutex::new(vec![(threads, session)]) };
         model.probe(label)?;
         Ok(model)
     }
@@ -160,17 +159,19 @@ fn build_session(label: &str, bytes: &[u8], intra_threads: usize) -> Result<ort:
     let env = crate::runtime::environment()?;
     let invalid = |e: String| Error::InvalidModel { model: label.into(), reason: e };
     // ONNX Runtime starts its pool threads here: they inherit a fully blocked signal mask.
-    crate::cancel::with_signals_blocked(|| ort::session::Session::builder(&env)
-        .map_err(|e| invalid(e.to_string()))?
-        .with_intra_threads(intra_threads)
-        .map_err(|e| invalid(e.to_string()))?
-        .with_inter_threads(1)
-        .map_err(|e| invalid(e.to_string()))?
-        // Idle pool threads must not spin on a database server's cores.
-        .with_config_entry("session.intra_op.allow_spinning", "0")
-        .map_err(|e| invalid(e.to_string()))?
-        .commit_from_memory(bytes)
-        .map_err(|e| invalid(e.to_string())))
+    crate::cancel::with_signals_blocked(|| {
+        ort::session::Session::builder(&env)
+            .map_err(|e| invalid(e.to_string()))?
+            .with_intra_threads(intra_threads)
+            .map_err(|e| invalid(e.to_string()))?
+            .with_inter_threads(1)
+            .map_err(|e| invalid(e.to_string()))?
+            // Idle pool threads must not spin on a database server's cores.
+            .with_config_entry("session.intra_op.allow_spinning", "0")
+            .map_err(|e| invalid(e.to_string()))?
+            .commit_from_memory(bytes)
+            .map_err(|e| invalid(e.to_string()))
+    })
 }
 
 struct Cached {
@@ -243,8 +244,7 @@ impl Engine {
         let mut used: usize = map.values().map(|c| c.model.footprint()).sum::<usize>() + model.footprint();
         // The least recently used go first; the new model stays even when it alone is over budget.
         while !map.is_empty() && (map.len() >= capacity || used > budget) {
-            let Some(oldest) = map.iter().min_by_key(|(_, c)| c.last_used).map(|(k, _)| k.clone())
-            else {
+            let Some(oldest) = map.iter().min_by_key(|(_, c)| c.last_used).map(|(k, _)| k.clone()) else {
                 break;
             };
             if let Some(gone) = map.remove(&oldest) {
@@ -299,7 +299,9 @@ impl Engine {
         if actual != sha256 {
             return Err(Error::InvalidModel {
                 model: label.into(),
-                reason: format!("stored sha256 {sha256} does not match its bytes ({actual}); the registry row was altered"),
+                reason: format!(
+                    "stored sha256 {sha256} does not match its bytes ({actual}); the registry row was altered"
+                ),
             });
         }
         self.load_bytes(label, &bytes)

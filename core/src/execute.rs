@@ -83,20 +83,36 @@ impl Predictions {
 
     /// The scores, or an empty vector when these are not scores.
     pub fn into_scores(self) -> Vec<Option<f64>> {
-        if let Predictions::Score(v) = self { v } else { Vec::new() }
+        if let Predictions::Score(v) = self {
+            v
+        } else {
+            Vec::new()
+        }
     }
 
     pub fn into_labels(self) -> Vec<Option<String>> {
-        if let Predictions::Label(v) = self { v } else { Vec::new() }
+        if let Predictions::Label(v) = self {
+            v
+        } else {
+            Vec::new()
+        }
     }
 
     pub fn into_probabilities(self) -> Vec<Option<Vec<f64>>> {
-        if let Predictions::Probabilities(v) = self { v } else { Vec::new() }
+        if let Predictions::Probabilities(v) = self {
+            v
+        } else {
+            Vec::new()
+        }
     }
 
     /// `score_all` rows as JSON text.
     pub fn into_json(self) -> Vec<Option<String>> {
-        if let Predictions::All(v) = self { v } else { Vec::new() }
+        if let Predictions::All(v) = self {
+            v
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -152,11 +168,8 @@ impl Pacer {
 
     fn observe(&mut self, rows: usize, took: Duration) {
         let per_row = took.as_secs_f64() / rows.max(1) as f64;
-        self.rows = if per_row > 0.0 {
-            ((TARGET_RUN.as_secs_f64() / per_row) as usize).clamp(1, self.max)
-        } else {
-            self.max
-        };
+        self.rows =
+            if per_row > 0.0 { ((TARGET_RUN.as_secs_f64() / per_row) as usize).clamp(1, self.max) } else { self.max };
     }
 }
 
@@ -554,7 +567,11 @@ fn format_number(x: f64) -> String {
 }
 
 fn not_numeric(label: &str, info: &ModelInfo, output: usize) -> Error {
-    Error::OutputShape { model: label.into(), output: info.outputs[output].name.clone(), reason: "is not numeric".into() }
+    Error::OutputShape {
+        model: label.into(),
+        output: info.outputs[output].name.clone(),
+        reason: "is not numeric".into(),
+    }
 }
 
 fn collect(
@@ -587,7 +604,11 @@ fn collect(
                 };
                 dst.extend((0..n).map(|i| Some(values[i * width])));
             } else {
-                return Err(Error::Unsupported { model: label.into(), wanted: "score()".into(), reason: "no numeric output".into() });
+                return Err(Error::Unsupported {
+                    model: label.into(),
+                    wanted: "score()".into(),
+                    reason: "no numeric output".into(),
+                });
             }
         }
         (Want::Label, Predictions::Label(dst)) => {

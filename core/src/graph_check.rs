@@ -179,11 +179,7 @@ impl Checker<'_> {
         }
         if msg == Msg::Tensor && external {
             let what = if tensor_name.is_empty() { "a tensor".to_string() } else { format!("tensor '{tensor_name}'") };
-            return Err(Error::ExternalData {
-                model: self.model.into(),
-                what,
-                location: location.unwrap_or_default(),
-            });
+            return Err(Error::ExternalData { model: self.model.into(), what, location: location.unwrap_or_default() });
         }
         Ok(None)
     }

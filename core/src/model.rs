@@ -12,7 +12,9 @@ pub fn validate_name(name: &str) -> Result<()> {
         return Err(Error::InvalidName {
             what: "name",
             value: name.into(),
-            reason: "use a non-empty name without '@' or '/' that does not end in .onnx (name@version selects a version)".into(),
+            reason:
+                "use a non-empty name without '@' or '/' that does not end in .onnx (name@version selects a version)"
+                    .into(),
         });
     }
     Ok(())
@@ -190,9 +192,8 @@ impl OutputRoles {
     /// `scores`; onnxmltools: `output_label`, `output_probability`); fall back on types.
     fn infer(outputs: &[OutputInfo]) -> Self {
         let tensor = |i: &usize| outputs[*i].elem.is_some();
-        let named = |names: &[&str]| {
-            (0..outputs.len()).find(|i| tensor(i) && names.contains(&outputs[*i].name.as_str()))
-        };
+        let named =
+            |names: &[&str]| (0..outputs.len()).find(|i| tensor(i) && names.contains(&outputs[*i].name.as_str()));
         let label = named(&["label", "output_label", "predicted_label"]);
         let probabilities = named(&["probabilities", "output_probability", "probability"])
             .filter(|i| matches!(outputs[*i].elem, Some(ElemType::Float | ElemType::Double)));

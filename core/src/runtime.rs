@@ -80,11 +80,9 @@ fn find_versioned(dir: &Path) -> Option<PathBuf> {
 }
 
 fn resolve() -> Result<PathBuf> {
-    let explicit = CONFIGURED
-        .lock()
-        .clone()
-        .map(|p| (p, "the configured path"))
-        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()).map(|p| (PathBuf::from(p), "ORT_DYLIB_PATH")));
+    let explicit = CONFIGURED.lock().clone().map(|p| (p, "the configured path")).or_else(|| {
+        std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()).map(|p| (PathBuf::from(p), "ORT_DYLIB_PATH"))
+    });
     if let Some((p, source)) = explicit {
         // An explicit setting is never silently replaced by a fallback.
         return if p.is_file() {
@@ -117,18 +115,12 @@ pub fn environment() -> Result<ort::environment::Environment> {
         return Ok(env.clone());
     }
     let path = resolve()?;
-    let builder = ort::init_from(&path).map_err(|e| Error::RuntimeNotFound {
-        reason: e.to_string(),
+    let builder = ort::init_from(&path)
+        .map_err(|e| Error::RuntimeNotFound { reason: e.to_string(), searched: vec![path.display().to_string()] })?;
+    let env = builder.with_name("sqlscore").with_telemetry(false).build().map_err(|e| Error::RuntimeNotFound {
+        reason: format!("loaded {} but could not start it: {e}", path.display()),
         searched: vec![path.display().to_string()],
     })?;
-    let env = builder
-        .with_name("sqlscore")
-        .with_telemetry(false)
-        .build()
-        .map_err(|e| Error::RuntimeNotFound {
-            reason: format!("loaded {} but could not start it: {e}", path.display()),
-            searched: vec![path.display().to_string()],
-        })?;
     *LOADED_FROM.lock() = Some(path);
     *guard = Some(env.clone());
     Ok(env)

@@ -3,10 +3,17 @@
 mod common;
 
 use common::*;
-use sqlscore_core::{Batch, Column, ColumnData, Dialect, Engine, Error, ErrorKind, NullPolicy, Predictions, RunOptions, Want};
+use sqlscore_core::{
+    Batch, Column, ColumnData, Dialect, Engine, Error, ErrorKind, NullPolicy, Predictions, RunOptions, Want,
+};
 
-const OPTS: RunOptions =
-    RunOptions { null_policy: NullPolicy::Null, batch_rows: 1024, intra_threads: 1, interrupt: None, dialect: &Dialect::NEUTRAL };
+const OPTS: RunOptions = RunOptions {
+    null_policy: NullPolicy::Null,
+    batch_rows: 1024,
+    intra_threads: 1,
+    interrupt: None,
+    dialect: &Dialect::NEUTRAL,
+};
 
 fn scores(p: Predictions) -> Vec<Option<f64>> {
     match p {
@@ -111,10 +118,12 @@ fn text_for_float_and_float_for_text_are_rejected() {
     let err = lr.predict("lr", &Batch::new(cols, 2), &[0, 1], Want::Score, OPTS).unwrap_err();
     assert_eq!(err.to_string(), "model 'lr': input 'X' expects a number (float), but feature 6 is text");
     // Type names come from the front end's dialect, or from the column's own SQL type.
-    const PG: Dialect = Dialect { text: "text", double: "double precision", cast_example: "x::double precision", ..Dialect::NEUTRAL };
+    const PG: Dialect =
+        Dialect { text: "text", double: "double precision", cast_example: "x::double precision", ..Dialect::NEUTRAL };
     let mut cols = vec![Column::new(None, ColumnData::F64(&x), None); 8];
     cols[5] = Column::new(None, ColumnData::Str(s.clone()), None).with_sql_type("character varying");
-    let err = lr.predict("lr", &Batch::new(cols, 2), &[0, 1], Want::Score, RunOptions { dialect: &PG, ..OPTS }).unwrap_err();
+    let err =
+        lr.predict("lr", &Batch::new(cols, 2), &[0, 1], Want::Score, RunOptions { dialect: &PG, ..OPTS }).unwrap_err();
     assert!(err.to_string().ends_with("feature 6 is character varying"), "{err}");
     assert!(err.hint(&PG).unwrap().contains("x::double precision"));
 
@@ -144,10 +153,7 @@ fn struct_missing_a_named_input() {
         Column::new(Some("age".into()), ColumnData::F64(&x), None),
     ];
     let err = ct.predict("ct", &Batch::new(cols, 2), &[0, 1], Want::Score, OPTS).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "model 'ct': the row has no field 'income' (float); its fields are: city, age"
-    );
+    assert_eq!(err.to_string(), "model 'ct': the row has no field 'income' (float); its fields are: city, age");
 }
 
 #[test]

@@ -88,9 +88,8 @@ fn a_long_call_stops_soon_after_cancel() {
     let m = engine.load_path(&model_path("isolation_forest")).unwrap();
     let n = 400_000;
     let values: Vec<f64> = (0..n * 8).map(|i| (i % 97) as f64 / 13.0).collect();
-    let cols: Vec<Column<'_>> = (0..8)
-        .map(|k| Column::new(None, ColumnData::F64(&values[k * n..(k + 1) * n]), None))
-        .collect();
+    let cols: Vec<Column<'_>> =
+        (0..8).map(|k| Column::new(None, ColumnData::F64(&values[k * n..(k + 1) * n]), None)).collect();
     let batch = Batch::new(cols, n);
     let rows: Vec<usize> = (0..n).collect();
     let opts = RunOptions { interrupt: Some(cancel_requested), ..OPTS };

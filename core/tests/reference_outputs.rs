@@ -5,8 +5,13 @@ mod common;
 use common::*;
 use sqlscore_core::{Dialect, Engine, NullPolicy, Predictions, RunOptions, Want};
 
-const OPTS: RunOptions =
-    RunOptions { null_policy: NullPolicy::Null, batch_rows: 7, intra_threads: 1, interrupt: None, dialect: &Dialect::NEUTRAL };
+const OPTS: RunOptions = RunOptions {
+    null_policy: NullPolicy::Null,
+    batch_rows: 7,
+    intra_threads: 1,
+    interrupt: None,
+    dialect: &Dialect::NEUTRAL,
+};
 
 fn assert_close(model: &str, what: &str, got: &[f64], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{model} {what}: length");
@@ -57,9 +62,7 @@ fn all_models_match_python_reference() {
         }
 
         // score_all carries every raw output under its ONNX name.
-        let Predictions::All(all) = model.predict(name, &batch, &rows, Want::All, OPTS).unwrap() else {
-            panic!()
-        };
+        let Predictions::All(all) = model.predict(name, &batch, &rows, Want::All, OPTS).unwrap() else { panic!() };
         let first: serde_json::Value = serde_json::from_str(all[0].as_ref().unwrap()).unwrap();
         for out in reference["outputs"].as_object().unwrap().keys() {
             assert!(first.get(out).is_some(), "{name}: score_all lacks output {out}: {first}");

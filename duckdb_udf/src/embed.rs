@@ -25,7 +25,10 @@ impl std::fmt::Display for EmbedError {
             EmbedError::DuckDb(e) => {
                 let text = e.to_string();
                 if text.contains("unsigned") {
-                    write!(f, "{text}\nHINT: open the database with allow_unsigned_extensions (sqlscore_duckdb::open does)")
+                    write!(
+                        f,
+                        "{text}\nHINT: open the database with allow_unsigned_extensions (sqlscore_duckdb::open does)"
+                    )
                 } else {
                     write!(f, "{text}")
                 }

@@ -148,10 +148,16 @@ fn scalar(datum: pg_sys::Datum, oid: pg_sys::Oid) -> PgResult<Cell> {
     unsafe {
         Ok(match oid {
             pg_sys::FLOAT8OID => f64::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, Cell::F64),
-            pg_sys::FLOAT4OID => f32::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, |x| Cell::F64(x.into())),
+            pg_sys::FLOAT4OID => {
+                f32::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, |x| Cell::F64(x.into()))
+            }
             pg_sys::INT8OID => i64::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, Cell::I64),
-            pg_sys::INT4OID => i32::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, |x| Cell::I64(x.into())),
-            pg_sys::INT2OID => i16::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, |x| Cell::I64(x.into())),
+            pg_sys::INT4OID => {
+                i32::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, |x| Cell::I64(x.into()))
+            }
+            pg_sys::INT2OID => {
+                i16::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, |x| Cell::I64(x.into()))
+            }
             pg_sys::BOOLOID => bool::from_polymorphic_datum(datum, false, oid).map_or(Cell::Null, Cell::Bool),
             pg_sys::NUMERICOID => match AnyNumeric::from_polymorphic_datum(datum, false, oid) {
                 Some(n) => Cell::F64(numeric_value(n, "feature 1")?),

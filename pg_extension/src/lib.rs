@@ -6,6 +6,9 @@
 // into an unwind it catches at every #[pg_guard] boundary. Calls into them are the intended
 // mechanism here, so this crate alone allows the lint the workspace denies.
 #![allow(ffi_unwind_calls)]
+// pgrx's SQL-facing functions return `Result<_, ErrorReport>` by value (its own convention, and
+// what #[pg_extern] turns into an ERROR); boxing it at every call would only add an allocation.
+#![allow(clippy::result_large_err)]
 
 use pgrx::prelude::*;
 

@@ -31,7 +31,8 @@ type Epoch = (pg_sys::TimestampTz, pg_sys::CommandId);
 
 /// Models resolved in the current epoch; replaced wholesale when the epoch changes, so it never
 /// keeps a dropped version alive past the statement that used it.
-static RESOLVED: Mutex<Option<(Epoch, HashMap<String, Arc<Model>>)>> = Mutex::new(None);
+type Resolved = (Epoch, HashMap<String, Arc<Model>>);
+static RESOLVED: Mutex<Option<Resolved>> = Mutex::new(None);
 
 /// Cached models are checked against the registry at most this often, or sooner once this many
 /// models were loaded since the last check (a loop that registers, scores and drops versions
@@ -150,12 +151,10 @@ fn lookup(model: &str) -> PgResult<Arc<Model>> {
 }
 
 fn known_names() -> PgResult<Vec<String>> {
-    let names = read_only(
-        c"SELECT DISTINCT name FROM sqlscore.model_versions ORDER BY name LIMIT 50",
-        &[],
-        0,
-        |row| row.text(1),
-    )?;
+    let names =
+        read_only(c"SELECT DISTINCT name FROM sqlscore.model_versions ORDER BY name LIMIT 50", &[], 0, |row| {
+            row.text(1)
+        })?;
     Ok(names.into_iter().flatten().collect())
 }
 
@@ -199,7 +198,8 @@ fn read_only<T>(
 ) -> PgResult<Vec<T>> {
     let mut types: Vec<pg_sys::Oid> = args.iter().map(|(oid, _)| *oid).collect();
     let mut values: Vec<pg_sys::Datum> = args.iter().map(|(_, d)| d.unwrap_or(pg_sys::Datum::from(0usize))).collect();
-    let nulls: Vec<std::ffi::c_char> = args.iter().map(|(_, d)| if d.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
+    let nulls: Vec<std::ffi::c_char> =
+        args.iter().map(|(_, d)| if d.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
     Spi::connect(|_client| {
         // SAFETY: inside Spi::connect (SPI is connected); the argument arrays have args.len()
         // entries each and outlive the call; PostgreSQL errors raised here unwind through pgrx's

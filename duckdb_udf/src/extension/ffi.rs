@@ -342,7 +342,11 @@ impl<'a> Strings<'a> {
         unsafe {
             let s = &*self.data.add(row);
             let len = s.value.inlined.length as usize;
-            let p = if len <= 12 { s.value.inlined.inlined.as_ptr().cast::<u8>() } else { s.value.pointer.ptr.cast::<u8>() };
+            let p = if len <= 12 {
+                s.value.inlined.inlined.as_ptr().cast::<u8>()
+            } else {
+                s.value.pointer.ptr.cast::<u8>()
+            };
             Some(std::slice::from_raw_parts(p, len))
         }
     }
@@ -440,7 +444,14 @@ impl OutputVector<'_> {
     pub fn set_bytes(&mut self, row: usize, value: &[u8]) -> Result<(), Error> {
         self.check(row)?;
         // SAFETY: row < len; value points to value.len() readable bytes for the call.
-        unsafe { sys::duckdb_vector_assign_string_element_len(self.raw, row as u64, value.as_ptr().cast(), value.len() as u64) };
+        unsafe {
+            sys::duckdb_vector_assign_string_element_len(
+                self.raw,
+                row as u64,
+                value.as_ptr().cast(),
+                value.len() as u64,
+            )
+        };
         Ok(())
     }
 

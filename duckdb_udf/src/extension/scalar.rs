@@ -121,7 +121,11 @@ unsafe extern "C" fn copy_settings(p: *mut std::os::raw::c_void) -> *mut std::os
     Box::into_raw(Box::new(settings)).cast()
 }
 
-unsafe extern "C" fn invoke(info: sys::duckdb_function_info, input: sys::duckdb_data_chunk, output: sys::duckdb_vector) {
+unsafe extern "C" fn invoke(
+    info: sys::duckdb_function_info,
+    input: sys::duckdb_data_chunk,
+    output: sys::duckdb_vector,
+) {
     let result = guarded(|| {
         // SAFETY: extra info and bind data are the boxes this extension registered for the
         // function being called; DuckDB keeps both alive during the call.
@@ -131,8 +135,12 @@ unsafe extern "C" fn invoke(info: sys::duckdb_function_info, input: sys::duckdb_
                 sys::duckdb_scalar_function_get_bind_data(info) as *const CallSettings,
             )
         };
-        // SAFETY: a non-null bind data pointer is a live CallSettings (see above).
-        let settings = if bound.is_null() { CallSettings::from_config(&state.engine.config()) } else { unsafe { *bound } };
+        let settings = if bound.is_null() {
+            CallSettings::from_config(&state.engine.config())
+        } else {
+            // SAFETY: a non-null bind data pointer is a live CallSettings (see above).
+            unsafe { *bound }
+        };
         // SAFETY: input and output are the chunk and vector of this callback, alive until it returns.
         let (n, ncols) = unsafe {
             (sys::duckdb_data_chunk_get_size(input) as usize, sys::duckdb_data_chunk_get_column_count(input) as usize)
@@ -231,14 +239,20 @@ fn score_chunk(
 
     for (label, source, rows) in &groups {
         let model = match source {
-            Source::Registered { sha256, onnx: Some(onnx) } => state.engine.get_or_load(label, sha256, || Ok(onnx.to_vec()))?,
+            Source::Registered { sha256, onnx: Some(onnx) } => {
+                state.engine.get_or_load(label, sha256, || Ok(onnx.to_vec()))?
+            }
             Source::Registered { .. } => {
-                return Err(Error::InvalidModel { model: label.to_string(), reason: "its registry row has no ONNX bytes".into() })
+                return Err(Error::InvalidModel {
+                    model: label.to_string(),
+                    reason: "its registry row has no ONNX bytes".into(),
+                })
             }
             Source::Unregistered if looks_like_path(label) && !settings.external_access => {
                 return Err(Error::ModelFile {
                     path: label.to_string(),
-                    reason: "file access is disabled (enable_external_access = false); register the model instead".into(),
+                    reason: "file access is disabled (enable_external_access = false); register the model instead"
+                        .into(),
                 });
             }
             Source::Unregistered if looks_like_path(label) => state.engine.load_path(Path::new(label))?,

@@ -58,7 +58,13 @@ pub unsafe fn register(con: sys::duckdb_connection, defaults: &EngineConfig) {
 
 /// # Safety
 /// `con` is a live connection and `default` a value this function may destroy.
-unsafe fn option(con: sys::duckdb_connection, name: &str, description: &str, ty: LogicalType, mut default: sys::duckdb_value) {
+unsafe fn option(
+    con: sys::duckdb_connection,
+    name: &str,
+    description: &str,
+    ty: LogicalType,
+    mut default: sys::duckdb_value,
+) {
     let (n, d) = (cstring(name), cstring(description));
     // SAFETY: con and default are live (contract); the option copies name, description, type and
     // default; the option and the value are destroyed once here.
@@ -68,7 +74,10 @@ unsafe fn option(con: sys::duckdb_connection, name: &str, description: &str, ty:
         sys::duckdb_config_option_set_description(opt, d.as_ptr());
         sys::duckdb_config_option_set_type(opt, ty.0);
         sys::duckdb_config_option_set_default_value(opt, default);
-        sys::duckdb_config_option_set_default_scope(opt, sys::duckdb_config_option_scope_DUCKDB_CONFIG_OPTION_SCOPE_SESSION);
+        sys::duckdb_config_option_set_default_scope(
+            opt,
+            sys::duckdb_config_option_scope_DUCKDB_CONFIG_OPTION_SCOPE_SESSION,
+        );
         sys::duckdb_register_config_option(con, opt);
         sys::duckdb_destroy_config_option(&mut opt);
         sys::duckdb_destroy_value(&mut default);
@@ -149,7 +158,11 @@ fn read_context(ctx: Context, fallback: CallSettings) -> Result<CallSettings, Er
         let expected = format!("1 to {max} (this machine's cores)");
         let n = v.int64().ok_or_else(|| null_setting(INTRA_THREADS, &expected))?;
         if !(1..=max as i64).contains(&n) {
-            return Err(Error::InvalidSetting { name: INTRA_THREADS.into(), value: n.to_string(), reason: format!("expected {expected}") });
+            return Err(Error::InvalidSetting {
+                name: INTRA_THREADS.into(),
+                value: n.to_string(),
+                reason: format!("expected {expected}"),
+            });
         }
         out.intra_threads = n as usize;
     }

@@ -215,10 +215,18 @@ fn column_data<'a>(v: VectorRef<'a>, mask: Option<&[u64]>) -> Result<ColumnData<
         sys::DUCKDB_TYPE_DUCKDB_TYPE_DECIMAL => {
             let (internal_type, scale) = ty.decimal().ok_or_else(|| read("DECIMAL"))?;
             let values = match internal_type {
-                sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => DecimalValues::I16(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?),
-                sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => DecimalValues::I32(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?),
-                sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => DecimalValues::I64(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?),
-                _ => DecimalValues::Wide(v.values(sys::DUCKDB_TYPE_DUCKDB_TYPE_HUGEINT).ok_or_else(|| read("DECIMAL"))?),
+                sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => {
+                    DecimalValues::I16(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?)
+                }
+                sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => {
+                    DecimalValues::I32(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?)
+                }
+                sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => {
+                    DecimalValues::I64(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?)
+                }
+                _ => {
+                    DecimalValues::Wide(v.values(sys::DUCKDB_TYPE_DUCKDB_TYPE_HUGEINT).ok_or_else(|| read("DECIMAL"))?)
+                }
             };
             ColumnData::Decimal { values, scale }
         }

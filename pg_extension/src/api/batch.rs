@@ -146,7 +146,9 @@ fn fetch(function: &str, cursor_name: &str, rows: i64) -> PgResult<(Fetched, boo
                     }),
                     Store::I64(v) => v.push(if null { 0 } else { int(d, f.oid) }),
                     Store::Bool(v) => v.push(!null && d.value() != 0),
-                    Store::Text(v) => v.push(if null { String::new() } else { text_from_datum(d, &f.name).map_err(report)? }),
+                    Store::Text(v) => {
+                        v.push(if null { String::new() } else { text_from_datum(d, &f.name).map_err(report)? })
+                    }
                     Store::Unsupported(_) => {}
                 }
             }
@@ -178,7 +180,12 @@ fn stream<T: 'static>(
     let rows = i64::from(batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get()).max(1));
     let opts = guc::run_options();
     let cursor = Spi::connect(|c| c.try_open_cursor(query, &[]).map(|cur| cur.detach_into_name())).map_err(|e| {
-        report(Error::BadQuery { function: function.into(), problem: QueryProblem::Failed, reason: e.to_string(), hint: None })
+        report(Error::BadQuery {
+            function: function.into(),
+            problem: QueryProblem::Failed,
+            reason: e.to_string(),
+            hint: None,
+        })
     })?;
     let mut buffer: std::vec::IntoIter<(Option<i64>, Option<T>)> = Vec::new().into_iter();
     let mut done = false;
@@ -219,6 +226,8 @@ fn stream<T: 'static>(
 /// Scores every row of `query` in batches; returns (id, score) per row. Not STRICT: a NULL model
 /// or query is an error naming the argument (a NULL batch size means the session's setting).
 /// No fixed search_path: `query` is the caller's and resolves names as the caller does.
+// The result type must be spelled out: pgrx reads the column names from the signature.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn score_batch(
     model: Option<&str>,
@@ -230,6 +239,7 @@ fn score_batch(
 }
 
 /// Like `score_batch`, returning the predicted label.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn predict_batch(
     model: Option<&str>,

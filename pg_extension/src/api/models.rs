@@ -14,7 +14,9 @@ use crate::registry::engine;
 #[pg_extern(volatile, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn inspect_model(name: Option<&str>, onnx: Option<&[u8]>) -> Result<JsonB, ErrorReport> {
-    let null = |argument: &str| report(Error::NullArgument { function: "sqlscore.inspect_model".into(), argument: argument.into() });
+    let null = |argument: &str| {
+        report(Error::NullArgument { function: "sqlscore.inspect_model".into(), argument: argument.into() })
+    };
     let name = name.ok_or_else(|| null("name"))?;
     let onnx = onnx.ok_or_else(|| null("onnx"))?;
     sqlscore_core::validate_name(name).map_err(report)?;
