@@ -499,3 +499,22 @@ fn pg_cron_runs_a_scheduled_scoring_job() {
         assert_eq!(status, "succeeded");
     });
 }
+
+#[test]
+fn the_server_loads_onnx_runtime_only_from_its_setting_or_environment() {
+    // A backend whose setting is empty (and whose server has no ORT_DYLIB_PATH) must not go
+    // looking in a virtualenv or the build tree (this checkout's .venv has the library).
+    run(async {
+        let c = connect().await;
+        register(&c, "lib_lr", "logistic_binary").await;
+        let blank = format!("{}?options=-c%20sqlscore.onnxruntime_library%3D", url());
+        let (other, conn) = tokio_postgres::connect(&blank, NoTls).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let err = other.query("SELECT sqlscore.score('lib_lr', 1, 2, 3, 4, 5, 6, 7, 8)", &[]).await.unwrap_err();
+        let db = err.as_db_error().unwrap();
+        assert_eq!(db.code().code(), "58P01", "{}", db.message());
+        assert!(db.message().contains("no library is configured"), "{}", db.message());
+    });
+}

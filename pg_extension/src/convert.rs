@@ -13,12 +13,14 @@ pub fn numeric_to_f64(d: pg_sys::Datum, column: &str) -> Result<f64, Error> {
     // SAFETY: the caller passes a non-NULL datum of type numeric.
     let n = unsafe { AnyNumeric::from_datum(d, false) };
     let Some(n) = n else { return Ok(f64::NAN) };
-    let text = || n.to_string();
-    f64::try_from(n.clone()).map_err(|_| Error::LossyValue {
-        column: format!("column \"{column}\""),
-        value: text(),
-        target: "double precision".into(),
-    })
+    f64::try_from(n.clone()).map_err(|_| lossy_numeric(&n, column))
+}
+
+/// The error for a NUMERIC beyond float8's range; a long value is shortened to its first digits.
+fn lossy_numeric(n: &AnyNumeric, column: &str) -> Error {
+    let text = n.to_string();
+    let value = if text.len() > 24 { format!("{}... ({} characters)", &text[..16], text.len()) } else { text };
+    Error::LossyValue { column: format!("column \"{column}\""), value, target: "double precision".into() }
 }
 
 /// A text/varchar datum as a Rust string; text that is not valid UTF-8 (a SQL_ASCII database)
@@ -132,13 +134,7 @@ pub fn any_element(value: &AnyElement) -> PgResult<Row> {
 }
 
 fn numeric_value(n: AnyNumeric, column: &str) -> PgResult<f64> {
-    f64::try_from(n.clone()).map_err(|_| {
-        report(Error::LossyValue {
-            column: format!("column \"{column}\""),
-            value: n.to_string(),
-            target: "double precision".into(),
-        })
-    })
+    f64::try_from(n.clone()).map_err(|_| report(lossy_numeric(&n, column)))
 }
 
 /// A non-composite `anyelement` (e.g. one feature of a one-input model).

@@ -198,3 +198,65 @@ def test_user_columns_named_like_registry_columns(con):
         "SELECT score(ref, 1, 2, 3, 4, 5, 6, 7, 8) FROM (SELECT 'lr' AS ref, 'x' AS sha256, 'y' AS onnx)"
     ).fetchone()[0]
     assert got == con.execute("SELECT score('lr', 1, 2, 3, 4, 5, 6, 7, 8)").fetchone()[0]
+
+
+def test_lists_with_null_rows_score_only_their_valid_rows(con):
+    """NULL list rows carry garbage offsets in DuckDB: they must never be read (a former UB site)."""
+    register(con, "lr", "logistic_binary")
+    con.execute(
+        "CREATE TABLE l AS SELECT i AS id, CASE WHEN i % 3 = 0 THEN NULL ELSE "
+        "[i % 5, 1, 2, 3, 4, 5, 6, 7]::DOUBLE[] END AS x FROM range(5000) t(i)"
+    )
+    got = dict(con.execute("SELECT id, score('lr', x) FROM l").fetchall())
+    want = dict(con.execute(
+        "SELECT id, CASE WHEN id % 3 = 0 THEN NULL ELSE score('lr', id % 5, 1, 2, 3, 4, 5, 6, 7) END FROM l"
+    ).fetchall())
+    assert got == want
+
+
+def test_wide_decimals_feed_like_doubles(con):
+    """DECIMAL(38, 10) is stored as 128-bit hugeint, 8-byte aligned: read as two words (a former UB site)."""
+    register(con, "lr", "logistic_binary")
+    wide = con.execute("SELECT score('lr', 1.5::DECIMAL(38,10), 2, 3, 4, 5, 6, 7, -8.25::DECIMAL(38,10))").fetchone()[0]
+    double = con.execute("SELECT score('lr', 1.5, 2, 3, 4, 5, 6, 7, -8.25)").fetchone()[0]
+    assert abs(wide - double) < 1e-9
+
+
+def external_data_model(tmp_path):
+    """A tiny valid model whose weight lives in an external file next to it."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.ones((8, 1), dtype=np.float32), "W")
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 8])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])
+    g = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"])], "g", [x], [y], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    return path
+
+
+def test_models_that_read_external_files_are_refused_everywhere(con, tmp_path):
+    path = external_data_model(tmp_path)
+    expect_error(con, f"INSERT INTO sqlscore_models FROM sqlscore_register('ext', '{path}')",
+                 "reads tensor 'W' from an external file 'weights.bin'", "models must be self-contained")
+    expect_error(con, f"SELECT score('{path}', 1, 2, 3, 4, 5, 6, 7, 8)", "external file")
+    # The internal function, called directly with the bytes and their true hash, refuses them too.
+    data = path.read_bytes()
+    import hashlib
+    sha = hashlib.sha256(data).hexdigest()
+    sql = ("SELECT sqlscore_score_impl('ext', {'sha256': '" + sha + "', 'onnx': from_hex('" + data.hex() + "')},"
+           " NULL, 1, 2, 3, 4, 5, 6, 7, 8)")
+    expect_error(con, sql, "external file")
+
+
+def test_internal_functions_validate_what_they_are_given(con):
+    register(con, "lr", "logistic_binary")
+    # A registry row without bytes, and bytes that do not match their hash.
+    expect_error(con, "SELECT sqlscore_score_impl('x', {'sha256': 'abc', 'onnx': NULL::BLOB}, NULL, 1.0)",
+                 "model 'x' is not a valid ONNX model: its registry row has no ONNX bytes")
+    expect_error(con, "SELECT sqlscore_score_impl('x', {'sha256': 'abc', 'onnx': 'xyz'::BLOB}, NULL, 1.0)",
+                 "stored sha256 abc does not match its bytes")
