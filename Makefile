@@ -23,7 +23,7 @@ PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
-.PHONY: lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg \
+.PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg \
         pg-deps pg-install demo-pg pg-stop clean
 
 demo: venv extension cli demo-models
@@ -34,8 +34,11 @@ test: venv extension cli test-core test-duckdb test-pg
 test-core: venv
 	$(CARGO) test --release -p sqlscore-core
 
+# DuckDB: unit-style and golden tests, the CLI, and the bounded fuzz run (tests/fuzz; its
+# PostgreSQL half runs in test-pg).
 test-duckdb: venv extension test-extension cli
-	$(PY) -m pytest -q tests/duckdb tests/cli
+	$(PY) -m pytest -q -p no:cacheprovider tests/duckdb tests/cli tests/fuzz \
+	  --deselect tests/fuzz/test_fuzz.py::test_fuzz_postgres
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: python/requirements.txt Makefile
@@ -102,10 +105,18 @@ pg-install-test: pg-deps
 # shipped one reinstalled after it.
 test-pg: venv pg-install-test cli
 	scripts/pg-cluster.sh stop
-	scripts/pg-cluster.sh start
+	# Backends inherit an address-space cap: a runaway allocation fails one statement, never the machine.
+	prlimit --as=$$((4 << 30)) scripts/pg-cluster.sh start
 	trap 'scripts/pg-cluster.sh stop; $(MAKE) --no-print-directory pg-install >/dev/null' EXIT; \
 	scripts/pg-regress.sh && \
-	SQLSCORE_PG_URL=$(PG_URL) $(CARGO) test --release -p sqlscore-cli --test postgres
+	SQLSCORE_PG_URL=$(PG_URL) $(CARGO) test --release -p sqlscore-cli --test postgres && \
+	SQLSCORE_PG_URL=$(PG_URL) FUZZ_REQUIRE_PG=1 FUZZ_PG_LOG=$${SQLSCORE_PGROOT:-/tmp/sqlscore-pg}/server.log \
+	  $(PY) -m pytest -q -p no:cacheprovider tests/fuzz/test_fuzz.py::test_fuzz_postgres
+
+# The long fuzz run against both engines (shipped builds): FUZZ_CALLS generated calls per engine
+# (default 20000, about 10 minutes) from FUZZ_SEED, plus every targeted case. `make test` runs 1000.
+fuzz: venv extension pg-install
+	FUZZ_CALLS=$${FUZZ_CALLS:-20000} tests/fuzz/run.sh
 
 # The demo scenario inside Postgres; the cluster keeps running for you to look (make pg-stop).
 demo-pg: venv pg-install cli demo-models

@@ -22,9 +22,12 @@ pub enum ColumnData<'a> {
         scale: u8,
     },
     Str(Vec<&'a str>),
-    /// A fixed-width list per row (a feature vector in one column): `width` values per row.
-    F64List {
-        values: Vec<f64>,
+    /// A fixed-width list per row (a feature vector in one column), borrowed from the host:
+    /// row `r`'s `width` values are `values[starts[r]..starts[r] + width]` (`starts` of NULL rows
+    /// is never read).
+    List {
+        values: Box<ColumnData<'a>>,
+        starts: Vec<usize>,
         width: usize,
     },
     /// An untyped NULL argument (SQL `NULL` literal): every row is NULL, any input accepts it.
@@ -71,7 +74,7 @@ impl ColumnData<'_> {
             ColumnData::Bool(_) => d.boolean.into(),
             ColumnData::Decimal { .. } => "decimal".into(),
             ColumnData::Str(_) => d.text.into(),
-            ColumnData::F64List { width, .. } => format!("{}[{width}]", d.double),
+            ColumnData::List { width, .. } => format!("{}[{width}]", d.double),
             ColumnData::Null => "NULL".into(),
             ColumnData::Unsupported { type_name } => type_name.clone(),
         }
@@ -80,7 +83,7 @@ impl ColumnData<'_> {
     /// Feature values per row this column provides.
     pub fn width(&self) -> usize {
         match self {
-            ColumnData::F64List { width, .. } => *width,
+            ColumnData::List { width, .. } => *width,
             _ => 1,
         }
     }
@@ -124,7 +127,7 @@ impl ColumnData<'_> {
             ColumnData::U64(v) => v[row] as f64,
             ColumnData::Bool(v) => v[row] as u8 as f64,
             ColumnData::Decimal { values, scale } => values.raw(row) / 10f64.powi(*scale as i32),
-            ColumnData::F64List { values, width } => values[row * width + k],
+            ColumnData::List { values, starts, .. } => values.f64_at(starts[row] + k, 0),
             ColumnData::Str(_) | ColumnData::Null | ColumnData::Unsupported { .. } => f64::NAN,
         }
     }

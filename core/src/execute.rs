@@ -23,6 +23,8 @@ const FIRST_RUN_ROWS: usize = 2048;
 const TARGET_RUN: Duration = Duration::from_millis(100);
 /// The registration probe must answer within this.
 const PROBE_DEADLINE: Duration = Duration::from_secs(10);
+/// Feature values one run may hold (128 MB of f64): wide inputs get fewer rows per run.
+const MAX_RUN_VALUES: usize = 1 << 24;
 
 /// What the caller wants per row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +245,8 @@ impl Model {
             interrupt: opts.interrupt,
             deadline: None,
         };
-        let mut pacer = Pacer::new(opts.batch_rows);
+        let per_row = self.info.feature_count().max(1);
+        let mut pacer = Pacer::new(opts.batch_rows.min((MAX_RUN_VALUES / per_row).max(1)));
         let mut start = 0;
         while start < scored_rows.len() {
             if opts.interrupt.is_some_and(|pending| pending()) {

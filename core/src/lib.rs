@@ -17,4 +17,4 @@ pub use cancel::InterruptCheck;
 pub use engine::{max_intra_threads, read_model_file, sha256_hex, Engine, EngineConfig, Model, NullPolicy};
 pub use error::{Dialect, Error, ErrorKind, QueryProblem, Result};
 pub use execute::{Predictions, RunOptions, Want};
-pub use model::{parse_ref, validate_name, ElemType, InputInfo, ModelInfo, OutputInfo};
+pub use model::{parse_ref, validate_name, ElemType, InputInfo, ModelInfo, OutputInfo, MAX_FEATURES};

@@ -5,9 +5,23 @@ use serde::Serialize;
 
 use crate::error::{Error, Plural, Result};
 
+/// Feature values per row a model may take over all its inputs. Declared shapes size the input
+/// buffers, so a model declaring `[N, 2^62]` must be refused before anything is allocated.
+pub const MAX_FEATURES: usize = 1 << 20;
+
+/// Longest model name (names are repeated in messages and hints).
+pub const MAX_NAME_CHARS: usize = 200;
+
 /// Registry names are plain: `name@version` selects a version, and the DuckDB front end reads a
 /// model argument with `/` or an `.onnx` suffix as a file path.
 pub fn validate_name(name: &str) -> Result<()> {
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::InvalidName {
+            what: "name",
+            value: name.chars().take(40).chain("...".chars()).collect(),
+            reason: format!("names are at most {MAX_NAME_CHARS} characters"),
+        });
+    }
     if name.trim().is_empty() || name.contains('@') || name.contains('/') || name.ends_with(".onnx") {
         return Err(Error::InvalidName {
             what: "name",
@@ -131,8 +145,19 @@ impl ModelInfo {
             })?;
             let shape: Vec<i64> = shape.iter().copied().collect();
             let width = match shape.len() {
-                0 | 1 => 1,
-                _ => shape[1..].iter().map(|d| if *d < 0 { 1 } else { *d as usize }).product(),
+                0 | 1 => Some(1),
+                _ => shape[1..].iter().try_fold(1usize, |acc, d| acc.checked_mul(usize::try_from(*d).unwrap_or(1))),
+            };
+            // The declared shape sizes every buffer sqlscore allocates: bound it before anything is.
+            let Some(width) = width.filter(|w| *w <= MAX_FEATURES) else {
+                return Err(Error::Unsupported {
+                    model: model.into(),
+                    wanted: "scoring".into(),
+                    reason: format!(
+                        "input '{}' declares {shape:?}: more than {MAX_FEATURES} values per row",
+                        outlet.name()
+                    ),
+                });
             };
             if shape.len() > 1 && shape[1..].iter().any(|d| *d < 0) {
                 return Err(Error::Unsupported {
@@ -156,7 +181,15 @@ impl ModelInfo {
             })
             .collect();
         let roles = OutputRoles::infer(&outputs);
-        Ok(ModelInfo { inputs, outputs, roles })
+        let info = ModelInfo { inputs, outputs, roles };
+        if info.feature_count() > MAX_FEATURES {
+            return Err(Error::Unsupported {
+                model: model.into(),
+                wanted: "scoring".into(),
+                reason: format!("its inputs take {} values per row, more than {MAX_FEATURES}", info.feature_count()),
+            });
+        }
+        Ok(info)
     }
 
     /// Total feature values per row over all inputs.

@@ -19,9 +19,9 @@ struct Spec<'a> {
     /// The row's validity when it is more than the vector's own mask: a struct's rows, or
     /// list/array elements (a row with a NULL element is a NULL feature).
     mask: Option<Vec<u64>>,
-    /// LIST/ARRAY values, `width` per row (copied: they become one row-major block), or why the
-    /// list cannot be a feature vector.
-    list: Option<Result<(Vec<f64>, usize), String>>,
+    /// LIST/ARRAY rows as (element column, start of each row, width), or why the list cannot be
+    /// a feature vector.
+    list: Option<Result<(ColumnData<'a>, Vec<usize>, usize), String>>,
 }
 
 impl<'a> Features<'a> {
@@ -53,7 +53,7 @@ impl<'a> Features<'a> {
             .map(|(s, list)| {
                 let mask = s.mask.as_deref().or(s.vector.validity());
                 let data = match list {
-                    Some(Ok((values, width))) => ColumnData::F64List { values, width },
+                    Some(Ok((values, starts, width))) => ColumnData::List { values: Box::new(values), starts, width },
                     Some(Err(type_name)) => ColumnData::Unsupported { type_name },
                     None => column_data(s.vector, mask)?,
                 };
@@ -67,7 +67,7 @@ impl<'a> Features<'a> {
 impl<'a> Spec<'a> {
     fn new(vector: VectorRef<'a>, name: Option<String>, parent: Option<&[u64]>, n: usize) -> Result<Self, Error> {
         let list = list_values(vector, n)?;
-        let elements = list.as_ref().and_then(|l| l.as_ref().ok()).map(|(_, _, mask)| mask.as_slice());
+        let elements = list.as_ref().and_then(|l| l.as_ref().ok()).map(|(_, _, _, mask)| mask.as_slice());
         let mask = if parent.is_none() && elements.is_none() {
             None
         } else {
@@ -79,7 +79,7 @@ impl<'a> Spec<'a> {
             }
             Some(combined)
         };
-        Ok(Spec { vector, name, mask, list: list.map(|l| l.map(|(values, width, _)| (values, width))) })
+        Ok(Spec { vector, name, mask, list: list.map(|l| l.map(|(values, starts, width, _)| (values, starts, width))) })
     }
 }
 
@@ -87,13 +87,14 @@ fn internal(what: &str) -> Error {
     Error::Internal(format!("DuckDB vector: unreadable {what}"))
 }
 
-type ListValues = Result<(Vec<f64>, usize, Vec<u64>), String>;
+type ListValues<'a> = Result<(ColumnData<'a>, Vec<usize>, usize, Vec<u64>), String>;
 
-/// For LIST/ARRAY vectors of numbers: (values row-major, width, rows whose elements are all
-/// valid); for other LIST/ARRAY vectors, what they are (they cannot be feature vectors); None for
-/// other vectors. NULL rows are never read (their list entries are garbage).
-fn list_values(v: VectorRef<'_>, n: usize) -> Result<Option<ListValues>, Error> {
-    let (width, child, ranges): (usize, VectorRef<'_>, Vec<Option<std::ops::Range<usize>>>) =
+/// For LIST/ARRAY vectors of numbers: (the elements, each row's start, width, rows whose
+/// elements are all valid), borrowed from DuckDB; for other LIST/ARRAY vectors, what they are
+/// (they cannot be feature vectors); None for other vectors. NULL rows are never read (their list
+/// entries are garbage).
+fn list_values<'a>(v: VectorRef<'a>, n: usize) -> Result<Option<ListValues<'a>>, Error> {
+    let (width, child, ranges): (usize, VectorRef<'a>, Vec<Option<std::ops::Range<usize>>>) =
         if let Some((width, child)) = v.array() {
             (width, child, (0..n).map(|r| v.is_valid(r).then(|| r * width..(r + 1) * width)).collect())
         } else if let Some(list) = v.list() {
@@ -124,22 +125,15 @@ fn list_values(v: VectorRef<'_>, n: usize) -> Result<Option<ListValues>, Error> 
     }
     let inner = column_data(child, child.validity())?;
     let child_valid = child.validity();
-    let mut values = vec![0f64; n * width];
+    let mut starts = vec![0usize; n];
     let mut mask = vec![u64::MAX; n.div_ceil(64)];
     for (r, range) in ranges.into_iter().enumerate() {
-        let Some(range) = range else {
-            mask[r / 64] &= !(1u64 << (r % 64));
-            continue;
-        };
-        if !range.clone().all(|i| is_valid(child_valid, i)) {
-            mask[r / 64] &= !(1u64 << (r % 64));
-            continue;
-        }
-        for (k, i) in range.enumerate() {
-            values[r * width + k] = inner.f64_at(i, 0);
+        match range {
+            Some(range) if range.clone().all(|i| is_valid(child_valid, i)) => starts[r] = range.start,
+            _ => mask[r / 64] &= !(1u64 << (r % 64)),
         }
     }
-    Ok(Some(Ok((values, width, mask))))
+    Ok(Some(Ok((inner, starts, width, mask))))
 }
 
 /// Element types a list/array feature may have.
