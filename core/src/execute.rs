@@ -134,6 +134,16 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// NULL features score NULL, runs of at most 16,384 rows on one thread, no interrupt check,
+    /// neutral words: what tests and the CLI use.
+    pub const DEFAULT: RunOptions = RunOptions {
+        null_policy: NullPolicy::Null,
+        batch_rows: 16_384,
+        intra_threads: 1,
+        interrupt: None,
+        dialect: &Dialect::NEUTRAL,
+    };
+
     pub fn from_config(c: &crate::EngineConfig, dialect: &'static Dialect) -> Self {
         RunOptions {
             null_policy: c.null_policy,

@@ -7,13 +7,7 @@ use sqlscore_core::{
     Batch, Column, ColumnData, Dialect, Engine, Error, ErrorKind, NullPolicy, Predictions, RunOptions, Want,
 };
 
-const OPTS: RunOptions = RunOptions {
-    null_policy: NullPolicy::Null,
-    batch_rows: 1024,
-    intra_threads: 1,
-    interrupt: None,
-    dialect: &Dialect::NEUTRAL,
-};
+const OPTS: RunOptions = RunOptions { batch_rows: 1024, ..RunOptions::DEFAULT };
 
 fn scores(p: Predictions) -> Vec<Option<f64>> {
     match p {

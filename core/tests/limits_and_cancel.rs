@@ -8,17 +8,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sqlscore_core::{
-    max_intra_threads, read_model_file, Batch, Column, ColumnData, Dialect, Engine, EngineConfig, Error, ErrorKind,
-    NullPolicy, RunOptions, Want,
+    max_intra_threads, read_model_file, Batch, Column, ColumnData, Engine, EngineConfig, Error, ErrorKind, RunOptions,
+    Want,
 };
 
-const OPTS: RunOptions = RunOptions {
-    null_policy: NullPolicy::Null,
-    batch_rows: 1 << 20,
-    intra_threads: 1,
-    interrupt: None,
-    dialect: &Dialect::NEUTRAL,
-};
+const OPTS: RunOptions = RunOptions { batch_rows: 1 << 20, ..RunOptions::DEFAULT };
 
 #[test]
 fn size_limit_holds_for_bytes_already_loaded() {

@@ -3,15 +3,9 @@
 mod common;
 
 use common::*;
-use sqlscore_core::{Dialect, Engine, NullPolicy, Predictions, RunOptions, Want};
+use sqlscore_core::{Engine, Predictions, RunOptions, Want};
 
-const OPTS: RunOptions = RunOptions {
-    null_policy: NullPolicy::Null,
-    batch_rows: 7,
-    intra_threads: 1,
-    interrupt: None,
-    dialect: &Dialect::NEUTRAL,
-};
+const OPTS: RunOptions = RunOptions { batch_rows: 7, ..RunOptions::DEFAULT };
 
 fn assert_close(model: &str, what: &str, got: &[f64], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{model} {what}: length");

@@ -488,3 +488,11 @@ def misaligned(name: str, n: int, fn: str) -> bool:
     """Whether `fn` over `n` rows of model `name` must fail rather than return values."""
     when = _MISALIGNED_WHEN.get(name)
     return bool(when and when(n, fn))
+
+
+def expectation(name: str, n: int, fn: str) -> str | None:
+    """What a scoring call with bad model `name` over `n` rows must do: be refused (external
+    data), return no values (misaligned), or anything but a crash (None)."""
+    if kind(name) == EXTERNAL:
+        return "refused"
+    return "no_values" if misaligned(name, n, fn) else None

@@ -238,12 +238,12 @@ class Generator:
             for ref in (q(reg), q(path)):
                 for fn in FUNCTIONS:
                     for n, src in ((1, "range(1)"), (5, "range(5)")):
-                        stmts.append(Stmt(f"SELECT {fn}({ref}, {feats}) FROM {src}", expect=self._expect(name, n, fn)))
-                stmts.append(Stmt(f"SELECT score({ref}, [1.0, 2.0, 3.0])", expect=self._expect(name, 1, "score")))
-                stmts.append(Stmt(f"SELECT score({ref}, {{'X': [1.0, 2.0, 3.0]}})", expect=self._expect(name, 1, "score")))
+                        stmts.append(Stmt(f"SELECT {fn}({ref}, {feats}) FROM {src}", expect=bad_models.expectation(name, n, fn)))
+                stmts.append(Stmt(f"SELECT score({ref}, [1.0, 2.0, 3.0])", expect=bad_models.expectation(name, 1, "score")))
+                stmts.append(Stmt(f"SELECT score({ref}, {{'X': [1.0, 2.0, 3.0]}})", expect=bad_models.expectation(name, 1, "score")))
             for fn in FUNCTIONS:
                 big = f"SELECT {fn}({q(reg)}, id::DOUBLE, id * 0.5, 1.0) FROM t"
-                stmts.append(Stmt(big, expect=self._expect(name, 2, fn)))
+                stmts.append(Stmt(big, expect=bad_models.expectation(name, 2, fn)))
             stmts.append(Stmt(f"SELECT score({q(reg)}, 1)"))
             stmts.append(Stmt(f"SELECT score({q(reg)}, 1, 2, 3, 4, 5, 6, 7, 8)"))
             stmts.append(Stmt(f"SELECT score({q(reg)}, 'a', 'b', 'c')"))
@@ -252,11 +252,6 @@ class Generator:
             cases.append(Case(f"targeted/bad-model/{name}", stmts))
         return cases
 
-    @staticmethod
-    def _expect(name: str, n: int, fn: str) -> str | None:
-        if bad_models.kind(name) == bad_models.EXTERNAL:
-            return "refused"
-        return "no_values" if bad_models.misaligned(name, n, fn) else None
 
     def _impl_cases(self) -> list[Case]:
         bad = pathlib.Path(self.models["corrupt_random_2"]).read_bytes()
@@ -312,7 +307,7 @@ class Generator:
                 Stmt(f"INSERT INTO sqlscore_models FROM sqlscore_register({q(tname)}, {good})"),
                 Stmt("UPDATE sqlscore_models SET onnx = ?, sha256 = ? WHERE name = ?",
                      (blob, hashlib.sha256(blob).hexdigest(), tname)),
-                *[Stmt(f"SELECT {fn}({q(tname)}, range::DOUBLE, 2, 3) FROM range(5)", expect=self._expect(name, 5, fn))
+                *[Stmt(f"SELECT {fn}({q(tname)}, range::DOUBLE, 2, 3) FROM range(5)", expect=bad_models.expectation(name, 5, fn))
                   for fn in FUNCTIONS],
             ]))
         cases.append(Case("targeted/tamper/sha-mismatch-and-odd-columns", [

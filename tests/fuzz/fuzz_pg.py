@@ -277,11 +277,6 @@ class Generator:
         ]))
         return cases
 
-    @staticmethod
-    def _expect(name: str, n: int, fn: str) -> str | None:
-        if bad_models.kind(name) == bad_models.EXTERNAL:
-            return "refused"
-        return "no_values" if bad_models.misaligned(name, n, fn) else None
 
     def _bad_model_cases(self) -> list[Case]:
         """Each bad model twice: registered through register_model (refused or not), and forced into
@@ -308,18 +303,18 @@ class Generator:
     def _scoring_stmts(self, name: str, r: str) -> list[Stmt]:
         stmts = []
         for fn in FUNCTIONS:
-            stmts.append(Stmt(f"SELECT sqlscore.{fn}({r}, 1, 2, 3)", expect=self._expect(name, 1, fn)))
-            stmts.append(Stmt(f"SELECT sqlscore.{fn}({r}, '{{1,2,3}}'::real[])", expect=self._expect(name, 1, fn)))
+            stmts.append(Stmt(f"SELECT sqlscore.{fn}({r}, 1, 2, 3)", expect=bad_models.expectation(name, 1, fn)))
+            stmts.append(Stmt(f"SELECT sqlscore.{fn}({r}, '{{1,2,3}}'::real[])", expect=bad_models.expectation(name, 1, fn)))
             stmts.append(Stmt(f"SELECT sqlscore.{fn}({r}, ROW(1.0::float8, 2.0::float8, 3.0::float8))",
-                              expect=self._expect(name, 1, fn)))
+                              expect=bad_models.expectation(name, 1, fn)))
             stmts.append(Stmt(f"SELECT sqlscore.{fn}({r}, g, 2, 3) FROM generate_series(1, 5) g",
-                              expect=self._expect(name, 1, fn)))
+                              expect=bad_models.expectation(name, 1, fn)))
         for batch_fn, fn in (("score_batch", "score"), ("predict_batch", "predict")):
             for rows, size in ((5, "NULL"), (TABLE_ROWS, "NULL"), (5, "1"), (5, "2")):
                 n = rows if size == "NULL" else int(size)
                 query = dq(f"SELECT g, g::float8, 2.0, 3.0 FROM generate_series(1, {rows}) g")
                 stmts.append(Stmt(f"SELECT * FROM sqlscore.{batch_fn}({r}, {query}, {size})",
-                                  expect=self._expect(name, n, fn)))
+                                  expect=bad_models.expectation(name, n, fn)))
             stmts.append(Stmt(f"SELECT * FROM sqlscore.{batch_fn}({r}, 'SELECT id, x1, x2, x3 FROM t')"))
         stmts.append(Stmt(f"SELECT sqlscore.score({r}, 1)"))
         stmts.append(Stmt(f"SELECT sqlscore.score({r}, 'a'::text)"))
