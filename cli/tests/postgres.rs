@@ -488,14 +488,22 @@ fn pg_cron_runs_a_scheduled_scoring_job() {
         }
         c.query_one("SELECT cron.unschedule($1::bigint)", &[&job]).await.unwrap();
         assert_eq!(rows, 100, "the cron job did not write its rows");
-        let status: String = c
-            .query_one(
-                "SELECT status FROM cron.job_run_details WHERE jobid = $1 ORDER BY start_time DESC LIMIT 1",
-                &[&job],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        // pg_cron records the run's final status just after the job's own commit: wait for it.
+        let mut status = String::new();
+        for _ in 0..50 {
+            status = c
+                .query_one(
+                    "SELECT status FROM cron.job_run_details WHERE jobid = $1 ORDER BY start_time DESC LIMIT 1",
+                    &[&job],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if status != "running" && status != "starting" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         assert_eq!(status, "succeeded");
     });
 }

@@ -2,6 +2,8 @@
 //! never copied row by row. A batch may feed several models (rows grouped by model), so work is
 //! always expressed over a selection of row indices.
 
+use std::borrow::Cow;
+
 /// Values of one column. Slices borrow the host database's vectors.
 #[derive(Debug, Clone)]
 pub enum ColumnData<'a> {
@@ -159,7 +161,7 @@ pub struct Column<'a> {
     /// Bit `i % 64` of word `i / 64` set = row `i` is valid. None = no NULLs.
     pub validity: Option<&'a [u64]>,
     /// The column's SQL type as the front end names it (`numeric`, `VARCHAR`), for messages.
-    pub sql_type: Option<String>,
+    pub sql_type: Option<Cow<'a, str>>,
 }
 
 impl<'a> Column<'a> {
@@ -167,7 +169,7 @@ impl<'a> Column<'a> {
         Column { name, data, validity, sql_type: None }
     }
 
-    pub fn with_sql_type(mut self, sql_type: impl Into<String>) -> Self {
+    pub fn with_sql_type(mut self, sql_type: impl Into<Cow<'a, str>>) -> Self {
         self.sql_type = Some(sql_type.into());
         self
     }
@@ -176,7 +178,7 @@ impl<'a> Column<'a> {
     pub fn type_name(&self, d: &crate::Dialect) -> String {
         match (&self.sql_type, &self.data) {
             (_, ColumnData::Unsupported { type_name }) => type_name.clone(),
-            (Some(t), _) => t.clone(),
+            (Some(t), _) => t.to_string(),
             (None, data) => data.type_name(d),
         }
     }

@@ -104,19 +104,25 @@ impl Drop for Watch {
 pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(unix)]
     {
+        /// Restores the caller's mask when dropped, also if `f` panics.
+        struct Restore(Option<libc::sigset_t>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                if let Some(old) = &self.0 {
+                    // SAFETY: `old` is the mask pthread_sigmask returned for this thread.
+                    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+                }
+            }
+        }
         // SAFETY: sigset_t is plain data that sigfillset/pthread_sigmask initialise; both calls
-        // only touch the calling thread's signal mask, which is restored before returning.
-        unsafe {
+        // only touch the calling thread's signal mask, which Restore puts back.
+        let _restore = unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
             let mut old: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
-            let blocked = libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old) == 0;
-            let out = f();
-            if blocked {
-                libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            }
-            out
-        }
+            Restore((libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old) == 0).then_some(old))
+        };
+        f()
     }
     #[cfg(not(unix))]
     {

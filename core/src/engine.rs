@@ -124,7 +124,7 @@ impl Model {
             return Err(Error::InvalidModel { model: label.into(), reason: "the graph has no inputs".into() });
         }
         let model = Model { sha256, info, size: bytes.len(), bytes, pool: Mutex::new(vec![(threads, session)]) };
-        model.probe(label)?;
+        model.probe(label, threads)?;
         Ok(model)
     }
 
@@ -340,13 +340,19 @@ impl Engine {
 pub fn read_model_file(path: &Path, limit: usize) -> Result<Vec<u8>> {
     let label = path.display().to_string();
     let file_err = |e: std::io::Error| Error::ModelFile { path: label.clone(), reason: e.to_string() };
-    let file = std::fs::File::open(path).map_err(file_err)?;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below); it
+    // changes nothing for reads of a regular file.
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(file_err)?;
     let meta = file.metadata().map_err(file_err)?;
     if !meta.is_file() {
         return Err(Error::ModelFile { path: label, reason: "not a regular file".into() });
     }
     let mut bytes = Vec::with_capacity((meta.len() as usize).min(limit));
-    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(file_err)?;
+    file.take((limit as u64).saturating_add(1)).read_to_end(&mut bytes).map_err(file_err)?;
     check_size(&label, bytes.len(), limit)?;
     Ok(bytes)
 }

@@ -135,6 +135,9 @@ pub enum Error {
     #[error("model '{model}' is {size} bytes, over the limit of {limit} bytes")]
     ModelTooLarge { model: String, size: usize, limit: usize },
 
+    #[error("permission denied: {action} requires {needed}")]
+    PermissionDenied { action: String, needed: String },
+
     #[error("model '{model}': scoring was cancelled")]
     Cancelled { model: String },
 
@@ -156,6 +159,7 @@ impl Error {
             | Error::LossyValue { .. }
             | Error::BadQuery { .. }
             | Error::InvalidName { .. }
+            | Error::PermissionDenied { .. }
             | Error::ModelFile { .. } => ErrorKind::UserInput,
             Error::InvalidModel { .. }
             | Error::ExternalData { .. }

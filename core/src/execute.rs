@@ -279,7 +279,7 @@ impl Model {
     /// registered or loaded, never discovered mid-query. A model that fails on zeros (an encoder
     /// that refuses unknown categories) is not refused here; its outputs are still checked on
     /// every run.
-    pub(crate) fn probe(&self, label: &str) -> Result<()> {
+    pub(crate) fn probe(&self, label: &str, intra_threads: usize) -> Result<()> {
         const ZEROS: [f64; 2] = [0.0; 2];
         const INT_ZEROS: [i64; 2] = [0; 2];
         let mut columns = Vec::new();
@@ -300,7 +300,8 @@ impl Model {
             batch: &batch,
             binding: &binding,
             want: Want::All,
-            intra_threads: 1,
+            // The session built at load: the probe must not build (and keep) another.
+            intra_threads,
             interrupt: None,
             deadline: Some(Instant::now() + PROBE_DEADLINE),
         };

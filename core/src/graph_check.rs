@@ -46,6 +46,9 @@ enum Msg {
     Tensor,
     SparseTensor,
     StringEntry,
+    /// `ModelProto.metadata_props`: ONNX Runtime reads session options from the key
+    /// `ort_config` when the process has ORT_LOAD_CONFIG_FROM_MODEL=1.
+    Metadata,
 }
 
 impl Msg {
@@ -54,6 +57,7 @@ impl Msg {
         use Msg::*;
         Some(match (self, field) {
             (Model, 7) => Graph,
+            (Model, 14) => Metadata,
             (Model, 20) => TrainingInfo,
             (Model, 25) => Function,
             (TrainingInfo, 1 | 2) => Graph,
@@ -154,7 +158,15 @@ impl Checker<'_> {
         while let Some(field) = reader.field() {
             let (number, wire) = field.map_err(|()| invalid(self.model, "the bytes are not an ONNX protobuf"))?;
             match (msg, number, wire) {
-                (Msg::Tensor, 14, Wire::Varint(v)) => external |= v == 1,
+                // DEFAULT is 0; anything else (EXTERNAL = 1, or a value ONNX Runtime truncates to
+                // it) counts as external.
+                (Msg::Tensor, 14, Wire::Varint(v)) => external |= v != 0,
+                (Msg::Metadata, 1, Wire::Bytes(b)) if b == b"ort_config" => {
+                    return Err(invalid(
+                        self.model,
+                        "it carries ONNX Runtime session options (metadata 'ort_config'), which could change threads or write profiles",
+                    ));
+                }
                 (Msg::Tensor, 8, Wire::Bytes(b)) => tensor_name = String::from_utf8_lossy(b).into_owned(),
                 (Msg::StringEntry, 1, Wire::Bytes(b)) => key = Some(b),
                 (Msg::StringEntry, 2, Wire::Bytes(b)) => value = Some(b),
@@ -244,6 +256,17 @@ mod tests {
         let tensor = [bytes_field(8, b"W"), varint_field(14, 1)].concat();
         let model = bytes_field(7, &bytes_field(5, &tensor));
         assert!(matches!(check_model_bytes("m", &model), Err(Error::ExternalData { .. })));
+    }
+
+    #[test]
+    fn session_options_carried_in_metadata_are_refused() {
+        let entry = [bytes_field(1, b"ort_config"), bytes_field(2, b"{\"session_options\": {}}")].concat();
+        let graph = bytes_field(5, &bytes_field(8, b"W"));
+        let model = [bytes_field(7, &graph), bytes_field(14, &entry)].concat();
+        let err = check_model_bytes("m", &model).unwrap_err();
+        assert!(err.to_string().contains("ort_config"), "{err}");
+        let other = [bytes_field(1, b"author"), bytes_field(2, b"me")].concat();
+        assert!(check_model_bytes("m", &[bytes_field(7, &graph), bytes_field(14, &other)].concat()).is_ok());
     }
 
     #[test]

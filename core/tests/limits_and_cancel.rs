@@ -37,6 +37,12 @@ fn model_files_are_read_with_a_bound_and_only_when_regular() {
     assert!(matches!(err, Error::ModelTooLarge { limit: 1000, .. }), "{err}");
     let engine = Engine::default();
     assert!(engine.load_path(std::path::Path::new("/dev/zero")).is_err());
+    // A FIFO is refused without waiting for a writer (opening it blocking would hang).
+    let fifo = std::env::temp_dir().join(format!("sqlscore-fifo-{}", std::process::id()));
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let err = read_model_file(&fifo, 1 << 20).unwrap_err();
+    std::fs::remove_file(&fifo).unwrap();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
 #[test]

@@ -23,15 +23,48 @@ fn lossy_numeric(n: &AnyNumeric, column: &str) -> Error {
     Error::LossyValue { column: format!("column \"{column}\""), value, target: "double precision".into() }
 }
 
-/// A text/varchar datum as a Rust string; text that is not valid UTF-8 (a SQL_ASCII database)
-/// is an error, not an empty string.
+/// A text/varchar datum as a Rust string, converted from the database's encoding to UTF-8 (a
+/// LATIN1 `'é'` is `é`). Bytes that are not valid in that encoding (possible in a SQL_ASCII
+/// database) are an error naming the column, never a panic or an empty string.
 pub fn text_from_datum(d: pg_sys::Datum, column: &str) -> Result<String, Error> {
-    // SAFETY: the caller passes a non-NULL datum of type text or varchar (same representation).
-    let text = unsafe { <&str>::from_datum(d, false) };
-    text.map(str::to_string).ok_or_else(|| Error::LossyValue {
+    // SAFETY: the caller passes a non-NULL text/varchar datum; detoasting gives a varlena that
+    // lives in the current memory context, read as bytes; pg_server_to_any returns either the
+    // same bytes or a palloc'd NUL-terminated copy, both read before this function returns.
+    let bytes = unsafe {
+        let text = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+        let raw = pgrx::varlena::varlena_to_byte_slice(text);
+        let converted = pg_sys::pg_server_to_any(raw.as_ptr().cast(), raw.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32);
+        if converted.cast_const() == raw.as_ptr().cast() {
+            raw.to_vec()
+        } else {
+            std::ffi::CStr::from_ptr(converted).to_bytes().to_vec()
+        }
+    };
+    String::from_utf8(bytes).map_err(|_| Error::LossyValue {
         column: format!("column \"{column}\""),
         value: "a text value".into(),
         target: "UTF-8 text".into(),
+    })
+}
+
+/// PostgreSQL's name of a type, formatted once per type per backend: messages need it, the
+/// per-row path must not pay a catalog lookup for it.
+pub fn cached_type_name(oid: pg_sys::Oid) -> &'static str {
+    thread_local! {
+        static NAMES: std::cell::RefCell<std::collections::HashMap<pg_sys::Oid, &'static str>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(n) = names.get(&oid) {
+            return *n;
+        }
+        let name: &'static str = Box::leak(type_name(oid).into_boxed_str());
+        // Bounded by the number of distinct column types a backend scores; stop caching past 1,000.
+        if names.len() < 1000 {
+            names.insert(oid, name);
+        }
+        name
     })
 }
 
@@ -50,7 +83,7 @@ pub struct Row {
     pub names: Option<Vec<String>>,
     pub cells: Vec<Cell>,
     /// Each cell's SQL type, for messages (None for VARIADIC float8 arguments).
-    pub types: Option<Vec<String>>,
+    pub types: Option<Vec<&'static str>>,
 }
 
 const NULL_MASK: [u64; 1] = [0];
@@ -76,7 +109,7 @@ impl Row {
                     Cell::Unsupported(t) => (ColumnData::Unsupported { type_name: t.clone() }, None),
                 };
                 let column = Column::new(name, data, validity);
-                match self.types.as_ref().map(|t| t[i].clone()) {
+                match self.types.as_ref().map(|t| t[i]) {
                     Some(t) => column.with_sql_type(t),
                     None => column,
                 }
@@ -92,7 +125,7 @@ pub fn any_element(value: &AnyElement) -> PgResult<Row> {
     // SAFETY: oid is the type of a value PostgreSQL passed us.
     if !unsafe { pg_sys::type_is_rowtype(oid) } {
         let mut row = Row::positional(vec![scalar(value.datum(), oid)?]);
-        row.types = Some(vec![type_name(oid)]);
+        row.types = Some(vec![cached_type_name(oid)]);
         return Ok(row);
     }
     // SAFETY: the value is a composite datum (checked above) that lives for this call.
@@ -106,7 +139,22 @@ pub fn any_element(value: &AnyElement) -> PgResult<Row> {
         }
         let ty = att.type_oid().value();
         let cell = match ty {
-            pg_sys::TEXTOID | pg_sys::VARCHAROID => tuple.get_by_index::<String>(attno).map(|o| o.map(Cell::Text)),
+            pg_sys::TEXTOID | pg_sys::VARCHAROID => {
+                // The raw datum, converted by text_from_datum (pgrx's String conversion panics on
+                // text that is not UTF-8).
+                let mut is_null = false;
+                // SAFETY: the value is a composite datum (checked above); detoasting gives its
+                // tuple header, and attno is one of its attributes.
+                let d = unsafe {
+                    let header = pg_sys::pg_detoast_datum(value.datum().cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+                    pg_sys::GetAttributeByNum(header, attno.get() as pg_sys::AttrNumber, &mut is_null)
+                };
+                if is_null {
+                    Ok(None)
+                } else {
+                    Ok(Some(Cell::Text(text_from_datum(d, att.name()).map_err(report)?)))
+                }
+            }
             pg_sys::INT2OID => tuple.get_by_index::<i16>(attno).map(|o| o.map(|x| Cell::I64(x.into()))),
             pg_sys::INT4OID => tuple.get_by_index::<i32>(attno).map(|o| o.map(|x| Cell::I64(x.into()))),
             pg_sys::INT8OID => tuple.get_by_index::<i64>(attno).map(|o| o.map(Cell::I64)),
@@ -128,7 +176,7 @@ pub fn any_element(value: &AnyElement) -> PgResult<Row> {
         })?;
         names.push(att.name().to_string());
         cells.push(cell.unwrap_or(Cell::Null));
-        types.push(type_name(ty));
+        types.push(cached_type_name(ty));
     }
     Ok(Row { names: Some(names), cells, types: Some(types) })
 }

@@ -41,7 +41,13 @@ pub fn report(e: Error) -> ErrorReport {
         Error::Execution { .. } => Code::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         Error::ModelFile { .. } | Error::RuntimeNotFound { .. } => Code::ERRCODE_UNDEFINED_FILE,
         Error::ModelTooLarge { .. } => Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        Error::Cancelled { .. } => Code::ERRCODE_QUERY_CANCELED,
+        Error::PermissionDenied { .. } => Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        Error::Cancelled { .. } => {
+            // A cancel PostgreSQL asked for is reported as PostgreSQL's own error
+            // ("canceling statement due to statement timeout", or FATAL on terminate).
+            pgrx::check_for_interrupts!();
+            Code::ERRCODE_QUERY_CANCELED
+        }
         Error::Internal(_) => Code::ERRCODE_INTERNAL_ERROR,
     };
     let hint = e.hint(&POSTGRES);

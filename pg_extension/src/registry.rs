@@ -70,7 +70,7 @@ pub fn resolve(model: &str) -> PgResult<Arc<Model>> {
             }
         }
     }
-    sweep()?;
+    sweep(epoch)?;
     let found = lookup(model)?;
     let mut guard = RESOLVED.lock();
     match guard.as_mut() {
@@ -84,7 +84,7 @@ pub fn resolve(model: &str) -> PgResult<Arc<Model>> {
 
 /// Unloads cached models whose version is no longer registered (dropped) and gives the freed
 /// memory back to the operating system.
-fn sweep() -> PgResult<()> {
+fn sweep(epoch: Epoch) -> PgResult<()> {
     let cached = engine().cached_models();
     {
         let mut last = LAST_SWEEP.lock();
@@ -102,12 +102,22 @@ fn sweep() -> PgResult<()> {
         .into_iter()
         .flatten()
         .collect();
+    // Models resolved by an earlier statement are not needed past it: without this a backend
+    // would keep the last statement's dropped versions alive until its next scoring statement.
+    {
+        let mut resolved = RESOLVED.lock();
+        if resolved.as_ref().is_some_and(|(e, _)| *e != epoch) {
+            *resolved = None;
+        }
+    }
     let dropped = engine().retain(|sha| live.contains(sha));
     *LAST_SWEEP.lock() = Some((Instant::now(), engine().cached_models()));
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if dropped > 0 {
         // SAFETY: malloc_trim only returns free heap pages to the OS; it has no preconditions.
         unsafe { libc::malloc_trim(0) };
     }
+    let _ = dropped;
     Ok(())
 }
 
@@ -150,6 +160,15 @@ fn lookup(model: &str) -> PgResult<Arc<Model>> {
         .map_err(report)
 }
 
+/// Whether the current role may register models (INSERT on the registry).
+pub fn can_register() -> PgResult<bool> {
+    let rows =
+        read_only(c"SELECT pg_catalog.has_table_privilege('sqlscore.model_versions', 'INSERT')", &[], 1, |row| {
+            row.datum(1).map(|d| d.value() != 0)
+        })?;
+    Ok(rows.into_iter().flatten().next().unwrap_or(false))
+}
+
 fn known_names() -> PgResult<Vec<String>> {
     let names =
         read_only(c"SELECT DISTINCT name FROM sqlscore.model_versions ORDER BY name LIMIT 50", &[], 0, |row| {
@@ -174,8 +193,8 @@ impl RowReader {
     }
 
     fn text(&self, col: i32) -> Option<String> {
-        // SAFETY: the column is of type text (the queries above select text columns).
-        self.datum(col).and_then(|d| unsafe { String::from_datum(d, false) })
+        // The column is of type text (the queries above select text columns).
+        self.datum(col).and_then(|d| crate::convert::text_from_datum(d, "registry").ok())
     }
 
     fn int4(&self, col: i32) -> Option<i32> {

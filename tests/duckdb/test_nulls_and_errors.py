@@ -260,3 +260,13 @@ def test_internal_functions_validate_what_they_are_given(con):
                  "model 'x' is not a valid ONNX model: its registry row has no ONNX bytes")
     expect_error(con, "SELECT sqlscore_score_impl('x', {'sha256': 'abc', 'onnx': 'xyz'::BLOB}, NULL, 1.0)",
                  "stored sha256 abc does not match its bytes")
+
+
+def test_an_environment_thread_default_above_the_cores_is_capped_not_an_error():
+    out = run_isolated(PRELUDE + """
+attempt("SELECT score('models/logistic_binary.onnx', 1, 2, 3, 4, 5, 6, 7, 8) IS NOT NULL")
+attempt("SELECT current_setting('sqlscore_intra_threads')")
+""", SQLSCORE_INTRA_THREADS="64")
+    lines = out.stdout.splitlines()
+    assert lines[0] == "OK [(True,)]", out.stdout + out.stderr
+    assert lines[1] == f"OK [({os.cpu_count()},)]", lines

@@ -231,10 +231,18 @@ impl<'a> VectorRef<'a> {
         row < self.len && is_valid(self.validity(), row)
     }
 
-    /// The data as `len` values of `T`, when the vector's type is stored as `T` (for DECIMAL,
-    /// pass the decimal's internal type id as `stored`).
-    pub fn values<T: Physical>(&self, stored: sys::DUCKDB_TYPE) -> Option<&'a [T]> {
-        if !T::stored_as(stored) {
+    /// How the vector's values are stored: its type id, or a DECIMAL's internal integer type.
+    fn storage(&self) -> sys::DUCKDB_TYPE {
+        let ty = self.logical_type();
+        match ty.decimal() {
+            Some((internal, _)) => internal,
+            None => ty.id(),
+        }
+    }
+
+    /// The data as `len` values of `T`, when the vector's own type is stored as `T`; None otherwise.
+    pub fn values<T: Physical>(&self) -> Option<&'a [T]> {
+        if !T::stored_as(self.storage()) {
             return None;
         }
         if self.len == 0 {

@@ -51,7 +51,8 @@ pub unsafe fn register(con: sys::duckdb_connection, defaults: &EngineConfig) {
             INTRA_THREADS,
             "sqlscore: ONNX Runtime intra-op threads per session (DuckDB threads already parallelise)",
             LogicalType::new(sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT),
-            sys::duckdb_create_int64(defaults.intra_threads as i64),
+            // The environment's default, capped like every other thread count.
+            sys::duckdb_create_int64(defaults.intra_threads.clamp(1, max_intra_threads()) as i64),
         );
     }
 }

@@ -19,9 +19,15 @@ struct Spec<'a> {
     /// The row's validity when it is more than the vector's own mask: a struct's rows, or
     /// list/array elements (a row with a NULL element is a NULL feature).
     mask: Option<Vec<u64>>,
-    /// LIST/ARRAY rows as (element column, start of each row, width), or why the list cannot be
-    /// a feature vector.
-    list: Option<Result<(ColumnData<'a>, Vec<usize>, usize), String>>,
+    /// LIST/ARRAY rows, or why the list cannot be a feature vector.
+    list: Option<Result<ListRows<'a>, String>>,
+}
+
+/// A LIST/ARRAY column's rows, borrowed from DuckDB: row `r` is `values[starts[r]..][..width]`.
+struct ListRows<'a> {
+    values: ColumnData<'a>,
+    starts: Vec<usize>,
+    width: usize,
 }
 
 impl<'a> Features<'a> {
@@ -53,7 +59,9 @@ impl<'a> Features<'a> {
             .map(|(s, list)| {
                 let mask = s.mask.as_deref().or(s.vector.validity());
                 let data = match list {
-                    Some(Ok((values, starts, width))) => ColumnData::List { values: Box::new(values), starts, width },
+                    Some(Ok(ListRows { values, starts, width })) => {
+                        ColumnData::List { values: Box::new(values), starts, width }
+                    }
                     Some(Err(type_name)) => ColumnData::Unsupported { type_name },
                     None => column_data(s.vector, mask)?,
                 };
@@ -67,7 +75,7 @@ impl<'a> Features<'a> {
 impl<'a> Spec<'a> {
     fn new(vector: VectorRef<'a>, name: Option<String>, parent: Option<&[u64]>, n: usize) -> Result<Self, Error> {
         let list = list_values(vector, n)?;
-        let elements = list.as_ref().and_then(|l| l.as_ref().ok()).map(|(_, _, _, mask)| mask.as_slice());
+        let elements = list.as_ref().and_then(|l| l.as_ref().ok()).map(|(_, mask)| mask.as_slice());
         let mask = if parent.is_none() && elements.is_none() {
             None
         } else {
@@ -79,7 +87,7 @@ impl<'a> Spec<'a> {
             }
             Some(combined)
         };
-        Ok(Spec { vector, name, mask, list: list.map(|l| l.map(|(values, starts, width, _)| (values, starts, width))) })
+        Ok(Spec { vector, name, mask, list: list.map(|l| l.map(|(rows, _)| rows)) })
     }
 }
 
@@ -87,7 +95,8 @@ fn internal(what: &str) -> Error {
     Error::Internal(format!("DuckDB vector: unreadable {what}"))
 }
 
-type ListValues<'a> = Result<(ColumnData<'a>, Vec<usize>, usize, Vec<u64>), String>;
+/// The rows and the mask of rows whose elements are all valid.
+type ListValues<'a> = Result<(ListRows<'a>, Vec<u64>), String>;
 
 /// For LIST/ARRAY vectors of numbers: (the elements, each row's start, width, rows whose
 /// elements are all valid), borrowed from DuckDB; for other LIST/ARRAY vectors, what they are
@@ -133,7 +142,7 @@ fn list_values<'a>(v: VectorRef<'a>, n: usize) -> Result<Option<ListValues<'a>>,
             _ => mask[r / 64] &= !(1u64 << (r % 64)),
         }
     }
-    Ok(Some(Ok((inner, starts, width, mask))))
+    Ok(Some(Ok((ListRows { values: inner, starts, width }, mask))))
 }
 
 /// Element types a list/array feature may have.
@@ -194,33 +203,25 @@ fn column_data<'a>(v: VectorRef<'a>, mask: Option<&[u64]>) -> Result<ColumnData<
     let id = ty.id();
     let read = |what: &str| internal(what);
     Ok(match id {
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE => ColumnData::F64(v.values(id).ok_or_else(|| read("DOUBLE"))?),
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT => ColumnData::F32(v.values(id).ok_or_else(|| read("FLOAT"))?),
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_TINYINT => ColumnData::I8(v.values(id).ok_or_else(|| read("TINYINT"))?),
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => ColumnData::I16(v.values(id).ok_or_else(|| read("SMALLINT"))?),
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => ColumnData::I32(v.values(id).ok_or_else(|| read("INTEGER"))?),
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => ColumnData::I64(v.values(id).ok_or_else(|| read("BIGINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE => ColumnData::F64(v.values().ok_or_else(|| read("DOUBLE"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT => ColumnData::F32(v.values().ok_or_else(|| read("FLOAT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_TINYINT => ColumnData::I8(v.values().ok_or_else(|| read("TINYINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => ColumnData::I16(v.values().ok_or_else(|| read("SMALLINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => ColumnData::I32(v.values().ok_or_else(|| read("INTEGER"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => ColumnData::I64(v.values().ok_or_else(|| read("BIGINT"))?),
         sys::DUCKDB_TYPE_DUCKDB_TYPE_UTINYINT | sys::DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN => {
-            ColumnData::U8(v.values(id).ok_or_else(|| read("UTINYINT"))?)
+            ColumnData::U8(v.values().ok_or_else(|| read("UTINYINT"))?)
         }
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_USMALLINT => ColumnData::U16(v.values(id).ok_or_else(|| read("USMALLINT"))?),
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_UINTEGER => ColumnData::U32(v.values(id).ok_or_else(|| read("UINTEGER"))?),
-        sys::DUCKDB_TYPE_DUCKDB_TYPE_UBIGINT => ColumnData::U64(v.values(id).ok_or_else(|| read("UBIGINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_USMALLINT => ColumnData::U16(v.values().ok_or_else(|| read("USMALLINT"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_UINTEGER => ColumnData::U32(v.values().ok_or_else(|| read("UINTEGER"))?),
+        sys::DUCKDB_TYPE_DUCKDB_TYPE_UBIGINT => ColumnData::U64(v.values().ok_or_else(|| read("UBIGINT"))?),
         sys::DUCKDB_TYPE_DUCKDB_TYPE_DECIMAL => {
             let (internal_type, scale) = ty.decimal().ok_or_else(|| read("DECIMAL"))?;
             let values = match internal_type {
-                sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => {
-                    DecimalValues::I16(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?)
-                }
-                sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => {
-                    DecimalValues::I32(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?)
-                }
-                sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => {
-                    DecimalValues::I64(v.values(internal_type).ok_or_else(|| read("DECIMAL"))?)
-                }
-                _ => {
-                    DecimalValues::Wide(v.values(sys::DUCKDB_TYPE_DUCKDB_TYPE_HUGEINT).ok_or_else(|| read("DECIMAL"))?)
-                }
+                sys::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => DecimalValues::I16(v.values().ok_or_else(|| read("DECIMAL"))?),
+                sys::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => DecimalValues::I32(v.values().ok_or_else(|| read("DECIMAL"))?),
+                sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => DecimalValues::I64(v.values().ok_or_else(|| read("DECIMAL"))?),
+                _ => DecimalValues::Wide(v.values().ok_or_else(|| read("DECIMAL"))?),
             };
             ColumnData::Decimal { values, scale }
         }

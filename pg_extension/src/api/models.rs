@@ -10,7 +10,9 @@ use crate::registry::engine;
 
 /// Loads the bytes into ONNX Runtime (validating them: size, no external files, outputs that
 /// answer per row) and describes the model. Used by `sqlscore.register_model` before anything is
-/// written. Not STRICT: NULL arguments are errors naming them.
+/// written. Not STRICT: NULL arguments are errors naming them. Loading runs the model's graph
+/// (the registration probe), so only roles that may register models (INSERT on
+/// `sqlscore.model_versions`) may hand this backend bytes to load.
 #[pg_extern(volatile, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn inspect_model(name: Option<&str>, onnx: Option<&[u8]>) -> Result<JsonB, ErrorReport> {
@@ -19,6 +21,12 @@ fn inspect_model(name: Option<&str>, onnx: Option<&[u8]>) -> Result<JsonB, Error
     };
     let name = name.ok_or_else(|| null("name"))?;
     let onnx = onnx.ok_or_else(|| null("onnx"))?;
+    if !crate::registry::can_register()? {
+        return Err(report(Error::PermissionDenied {
+            action: "loading model bytes (inspect_model, register_model)".into(),
+            needed: "INSERT on sqlscore.model_versions".into(),
+        }));
+    }
     sqlscore_core::validate_name(name).map_err(report)?;
     let model = engine().load_bytes(name, onnx).map_err(report)?;
     Ok(JsonB(model.info.describe(&model.sha256, model.size)))

@@ -42,4 +42,16 @@ RESET sqlscore.max_model_size_mb;
 -- Test builds only: a panic is an ordinary error and the backend keeps scoring.
 SELECT try($$SELECT sqlscore.selftest_panic()$$);
 SELECT round(sqlscore.score('h_lr', 1, 2, 3, 4, 5, 6, 7, 8)::numeric, 6) AS still_scores;
+
+
+-- Loading bytes runs the model's graph: only roles that may register models may ask for it.
+CREATE ROLE h_reader;
+GRANT USAGE ON SCHEMA public TO h_reader;
+GRANT EXECUTE ON FUNCTION model(text) TO h_reader;
+SET ROLE h_reader;
+SELECT try($$SELECT sqlscore.inspect_model('x', '\x00'::bytea)$$);
+SELECT try($$SELECT sqlscore.register_model('x', '\x00'::bytea)$$);
+RESET ROLE;
+DROP OWNED BY h_reader;
+DROP ROLE h_reader;
 SELECT sqlscore.drop_model('h_lr');
