@@ -257,6 +257,8 @@ fn score_chunk(
             }
             Source::Unregistered if looks_like_path(label) => state.engine.load_path(Path::new(label))?,
             Source::Unregistered => {
+                // `lr@x` is a malformed reference (as in PostgreSQL), not an unknown model.
+                sqlscore_core::parse_ref(label)?;
                 let known = args[2]
                     .strings()
                     .and_then(|k| k.str(rows[0]))

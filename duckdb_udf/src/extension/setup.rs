@@ -48,15 +48,22 @@ CREATE OR REPLACE MACRO sqlscore_register(model_name, model_path, description :=
 "#;
 
 /// One macro with an overload per feature count: DuckDB macros have no varargs.
+///
+/// The model argument is cast to VARCHAR (`score(42, ...)` asks for model '42' instead of failing
+/// to bind with the internal function's signature in the message), and a zero-feature overload
+/// lets the engine report the model's expected features instead of DuckDB listing 64 overloads.
 fn scoring_macro(name: &str, implementation: &str, cast: &str) -> String {
-    let lookup = "(SELECT {'sha256': __sqlscore_sha256, 'onnx': __sqlscore_onnx} FROM sqlscore_model_refs \
-                  WHERE __sqlscore_ref = model)";
+    let model = "CAST(model AS VARCHAR)";
+    let lookup = format!(
+        "(SELECT {{'sha256': __sqlscore_sha256, 'onnx': __sqlscore_onnx}} FROM sqlscore_model_refs \
+         WHERE __sqlscore_ref = {model})"
+    );
     let known = "(SELECT string_agg(DISTINCT k.name, ', ' ORDER BY k.name) FROM sqlscore_models k)";
-    let overloads: Vec<String> = (1..=MAX_POSITIONAL_FEATURES)
+    let overloads: Vec<String> = (0..=MAX_POSITIONAL_FEATURES)
         .map(|n| {
-            let params: Vec<String> = (1..=n).map(|i| format!("f{i}")).collect();
-            let params = params.join(", ");
-            format!("(model, {params}) AS {implementation}(model, {lookup}, {known}, {params}){cast}")
+            let params: Vec<String> = (1..=n).map(|i| format!(", f{i}")).collect();
+            let params = params.concat();
+            format!("(model{params}) AS {implementation}({model}, {lookup}, {known}{params}){cast}")
         })
         .collect();
     format!("CREATE OR REPLACE MACRO {name}{};", overloads.join(",\n    ").trim_start_matches(|c| c != '('))
