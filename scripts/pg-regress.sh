@@ -9,6 +9,8 @@ REGRESS=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pgxs/src/test/regres
 install -d -o postgres -g postgres "$ROOT/models"
 install -o postgres -g postgres -m 0644 "$HERE"/models/*.onnx "$ROOT/models/"
 export SQLSCORE_PGROOT="$ROOT"
+# Files a test includes with \i (pg_regress feeds each test on standard input).
+export SQLSCORE_REGRESS_SQL="$HERE/pg_extension/tests/pg_regress/sql"
 OUT=${SQLSCORE_REGRESS_OUT:-$HERE/target/pg_regress}
 mkdir -p "$OUT"
 tests=$(cd "$HERE/pg_extension/tests/pg_regress/sql" && ls *.sql | sed 's/\.sql$//')

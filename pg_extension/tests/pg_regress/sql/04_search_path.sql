@@ -73,34 +73,18 @@ $$ BEGIN PERFORM evil.pwn('||(text,integer)'); RETURN 'pwned'; END $$;
 CREATE OPERATOR evil.|| (FUNCTION = evil.text_int_cat, LEFTARG = text, RIGHTARG = integer);
 RESET ROLE;
 
+-- The test's own error catcher must not be hijackable either (its || would resolve to evil's).
+CREATE FUNCTION public.sp_try(q text) RETURNS text LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN EXECUTE q; RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
 -- Round 1: evil first, pg_catalog implicitly searched before it.
+\getenv regress_sql SQLSCORE_REGRESS_SQL
+\set round_file :regress_sql/include/search_path_round.sql
 SET search_path = evil, public, sqlscore;
-SELECT sqlscore.register_model('sp_model', (SELECT b FROM sp_onnx WHERE k OPERATOR(pg_catalog.=) 'lr')) AS v1;
-SELECT sqlscore.register_model('sp_model', (SELECT b FROM sp_onnx WHERE k OPERATOR(pg_catalog.=) 'gbm'), 'second') AS v2;
-SELECT sqlscore.activate_model('sp_model', 1);
-SELECT version, active FROM sqlscore.model_versions WHERE name OPERATOR(pg_catalog.=) 'sp_model' ORDER BY version;
-SELECT jsonb_typeof(sqlscore.inspect_model('sp_check', (SELECT b FROM sp_onnx WHERE k OPERATOR(pg_catalog.=) 'lr'))) AS inspect_model;
-SELECT round(sqlscore.score('sp_model', 1, 2, 3, 4, 5, 6, 7, 8)::numeric, 6) AS active_v1,
-       round(sqlscore.score('sp_model@2', 1, 2, 3, 4, 5, 6, 7, 8)::numeric, 6) AS v2,
-       sqlscore.predict('sp_model', 1, 2, 3, 4, 5, 6, 7, 8) AS label;
-SELECT id, round(score::numeric, 6) AS score
-FROM sqlscore.score_batch('sp_model', 'SELECT 7, 1::float8, 2::float8, 3::float8, 4::float8, 5::float8, 6::float8, 7::float8, 8::float8');
-SELECT sqlscore.runtime_info() ? 'cached_models' AS runtime_info;
-SELECT sqlscore.drop_model('sp_model', 2) AS dropped_v2;
-\set VERBOSITY terse
-SELECT sqlscore.drop_model('sp_model', 99);
-\set VERBOSITY default
-RESET search_path;
-SELECT fn, called_by, count(*) FROM evil.log GROUP BY fn, called_by ORDER BY fn;
-SELECT rolsuper AS mallory_is_superuser FROM pg_roles WHERE rolname = 'mallory';
-SELECT name, version, active, description, size = length(onnx) AS size_ok,
-       sha256 = encode(sha256(onnx), 'hex') AS sha_ok, inputs = '[{"name": "X", "type": "float", "shape": [-1, 8], "width": 8}]' AS inputs_ok
-FROM sqlscore.model_versions WHERE name = 'sp_model' ORDER BY version;
-SELECT (SELECT count(*) FROM (SELECT name, version, active, sha256 FROM sqlscore.models WHERE name <> 'sp_model'
-                              EXCEPT SELECT name, version, active, sha256 FROM sp_before) a)
-     + (SELECT count(*) FROM (SELECT name, version, active, sha256 FROM sp_before
-                              EXCEPT SELECT name, version, active, sha256 FROM sqlscore.models WHERE name <> 'sp_model') b)
-       AS other_models_changed;
+\i :round_file
 SELECT sqlscore.drop_model('sp_model');
 -- Start round 2 from a clean slate even where round 1 was hijacked.
 TRUNCATE evil.log;
@@ -111,37 +95,13 @@ INSERT INTO sqlscore.model_versions SELECT * FROM sp_before;
 -- Round 2: the caller puts evil before pg_catalog itself. sqlscore must not depend on the
 -- caller's search_path at all (registry functions pin theirs, SPI lookups qualify operators).
 SET search_path = evil, pg_catalog, public, sqlscore;
-SELECT sqlscore.register_model('sp_model', (SELECT b FROM sp_onnx WHERE k OPERATOR(pg_catalog.=) 'lr')) AS v1;
-SELECT sqlscore.register_model('sp_model', (SELECT b FROM sp_onnx WHERE k OPERATOR(pg_catalog.=) 'gbm'), 'second') AS v2;
-SELECT sqlscore.activate_model('sp_model', 1);
-SELECT version, active FROM sqlscore.model_versions WHERE name OPERATOR(pg_catalog.=) 'sp_model' ORDER BY version;
-SELECT jsonb_typeof(sqlscore.inspect_model('sp_check', (SELECT b FROM sp_onnx WHERE k OPERATOR(pg_catalog.=) 'lr'))) AS inspect_model;
-SELECT round(sqlscore.score('sp_model', 1, 2, 3, 4, 5, 6, 7, 8)::numeric, 6) AS active_v1,
-       round(sqlscore.score('sp_model@2', 1, 2, 3, 4, 5, 6, 7, 8)::numeric, 6) AS v2,
-       sqlscore.predict('sp_model', 1, 2, 3, 4, 5, 6, 7, 8) AS label;
-SELECT id, round(score::numeric, 6) AS score
-FROM sqlscore.score_batch('sp_model', 'SELECT 7, 1::float8, 2::float8, 3::float8, 4::float8, 5::float8, 6::float8, 7::float8, 8::float8');
-SELECT sqlscore.runtime_info() ? 'cached_models' AS runtime_info;
-SELECT sqlscore.drop_model('sp_model', 2) AS dropped_v2;
-\set VERBOSITY terse
-SELECT sqlscore.drop_model('sp_model', 99);
-\set VERBOSITY default
-RESET search_path;
-SELECT fn, called_by, count(*) FROM evil.log GROUP BY fn, called_by ORDER BY fn;
-SELECT rolsuper AS mallory_is_superuser FROM pg_roles WHERE rolname = 'mallory';
-SELECT name, version, active, description, size = length(onnx) AS size_ok,
-       sha256 = encode(sha256(onnx), 'hex') AS sha_ok, inputs = '[{"name": "X", "type": "float", "shape": [-1, 8], "width": 8}]' AS inputs_ok
-FROM sqlscore.model_versions WHERE name = 'sp_model' ORDER BY version;
-SELECT (SELECT count(*) FROM (SELECT name, version, active, sha256 FROM sqlscore.models WHERE name <> 'sp_model'
-                              EXCEPT SELECT name, version, active, sha256 FROM sp_before) a)
-     + (SELECT count(*) FROM (SELECT name, version, active, sha256 FROM sp_before
-                              EXCEPT SELECT name, version, active, sha256 FROM sqlscore.models WHERE name <> 'sp_model') b)
-       AS other_models_changed;
+\i :round_file
 
 -- Clean up: the registry as it was before this test, whatever a hijack did to it.
 DELETE FROM sqlscore.model_versions;
 INSERT INTO sqlscore.model_versions SELECT * FROM sp_before;
 DROP TABLE sp_onnx, sp_before;
+DROP FUNCTION public.sp_try(text);
 SET client_min_messages = warning;
 DROP SCHEMA evil CASCADE;
 RESET client_min_messages;
