@@ -26,7 +26,8 @@ start)
 port = $PGPORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$ROOT'
-shared_preload_libraries = 'pg_cron'
+shared_preload_libraries = 'pg_cron,sqlscore'
+sqlscore.database = 'postgres'
 cron.database_name = 'postgres'
 cron.use_background_workers = on
 max_worker_processes = 16

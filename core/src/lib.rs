@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod execute;
 pub mod graph_check;
+pub mod job;
 pub mod model;
 pub mod runtime;
 
@@ -17,4 +18,5 @@ pub use cancel::InterruptCheck;
 pub use engine::{max_intra_threads, read_model_file, sha256_hex, Engine, EngineConfig, Model, NullPolicy};
 pub use error::{Dialect, Error, ErrorKind, QueryProblem, Result};
 pub use execute::{Predictions, RunOptions, Want};
+pub use job::{OnError, Outputs, RowOutcome, ScoreStats};
 pub use model::{parse_ref, validate_name, ElemType, InputInfo, ModelInfo, OutputInfo, MAX_FEATURES};

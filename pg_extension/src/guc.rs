@@ -15,6 +15,8 @@ pub static INTRA_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MAX_MODEL_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static JOB_HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(14);
+pub static LAUNCHER_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum NullMode {
@@ -82,8 +84,30 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"sqlscore.job_history_days",
+        c"Days job runs and rejects are kept.",
+        c"Older finished runs and rejects of a job are deleted when the job next starts a run.",
+        &JOB_HISTORY_DAYS,
+        1,
+        100_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"sqlscore.database",
+        c"Database whose streaming jobs the launcher restarts (needs shared_preload_libraries = 'sqlscore').",
+        c"",
+        &LAUNCHER_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
     // SAFETY: called from _PG_init in the backend's main thread with a static C string.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"sqlscore".as_ptr()) };
+}
+
+pub fn launcher_database() -> String {
+    LAUNCHER_DATABASE.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|| "postgres".into())
 }
 
 pub fn library_path() -> Option<std::path::PathBuf> {

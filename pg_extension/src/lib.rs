@@ -15,12 +15,15 @@ use pgrx::prelude::*;
 mod api;
 mod convert;
 mod errors;
+mod fetch;
 mod guc;
+mod jobs;
 mod registry;
 
 ::pgrx::pg_module_magic!();
 
-extension_sql_file!("registry.sql", finalize);
+extension_sql_file!("registry.sql", name = "registry", bootstrap);
+extension_sql_file!("jobs.sql", name = "jobs", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -33,4 +36,9 @@ pub extern "C-unwind" fn _PG_init() {
     // still print to the server log through the default hook. _PG_init runs in the backend's
     // only thread, before ONNX Runtime starts any.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    // Preloaded: a launcher restarts the streams that were running when the server stopped.
+    // SAFETY: a plain read of a postmaster global during _PG_init.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        jobs::worker::register_launcher();
+    }
 }

@@ -31,7 +31,7 @@ type Epoch = (pg_sys::TimestampTz, pg_sys::CommandId);
 
 /// Models resolved in the current epoch; replaced wholesale when the epoch changes, so it never
 /// keeps a dropped version alive past the statement that used it.
-type Resolved = (Epoch, HashMap<String, Arc<Model>>);
+type Resolved = (Epoch, HashMap<String, (Arc<Model>, i32)>);
 static RESOLVED: Mutex<Option<Resolved>> = Mutex::new(None);
 
 /// Cached models are checked against the registry at most this often, or sooner once this many
@@ -58,8 +58,18 @@ pub fn engine() -> &'static Engine {
 
 /// The model for `model` in this statement.
 pub fn resolve(model: &str) -> PgResult<Arc<Model>> {
-    // SAFETY: plain reads of the current transaction's state, valid inside any function call.
-    let epoch = unsafe { (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetCurrentCommandId(false)) };
+    resolve_versioned(model, None).map(|(m, _)| m)
+}
+
+/// The model for `model` and the registry version it stands for, as of this statement, or of
+/// `(run, epoch)` of a job run in a background worker (whose statements are its batches).
+pub fn resolve_versioned(model: &str, run_epoch: Option<(i64, i64)>) -> PgResult<(Arc<Model>, i32)> {
+    let epoch = match run_epoch {
+        // Job epochs never equal a statement's: command ids stop well below u32::MAX.
+        Some((run, e)) => (run.wrapping_mul(1 << 20).wrapping_add(e), pg_sys::CommandId::MAX),
+        // SAFETY: plain reads of the current transaction's state, valid inside any function call.
+        None => unsafe { (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetCurrentCommandId(false)) },
+    };
     {
         let guard = RESOLVED.lock();
         if let Some((e, map)) = guard.as_ref() {
@@ -121,7 +131,7 @@ fn sweep(epoch: Epoch) -> PgResult<()> {
     Ok(())
 }
 
-fn lookup(model: &str) -> PgResult<Arc<Model>> {
+fn lookup(model: &str) -> PgResult<(Arc<Model>, i32)> {
     let (name, version) = sqlscore_core::parse_ref(model).map_err(report)?;
     let name_arg = (pg_sys::TEXTOID, name.into_datum());
     let rows = match version {
@@ -143,7 +153,7 @@ fn lookup(model: &str) -> PgResult<Arc<Model>> {
     let Some((Some(version), Some(sha256))) = rows.into_iter().next() else {
         return Err(report(Error::UnknownModel { model: model.to_string(), known: known_names()? }));
     };
-    engine()
+    let loaded = engine()
         .get_or_load(model, &sha256, || {
             let bytes = read_only(
                 c"SELECT onnx FROM sqlscore.model_versions \
@@ -157,7 +167,8 @@ fn lookup(model: &str) -> PgResult<Arc<Model>> {
                 Err(_) => Err(Error::Internal(format!("could not read the bytes of {model}"))),
             }
         })
-        .map_err(report)
+        .map_err(report)?;
+    Ok((loaded, version))
 }
 
 /// Whether the current role may register models (INSERT on the registry).

@@ -13,147 +13,30 @@ use std::sync::Arc;
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use sqlscore_core::{Batch, Column, ColumnData, Error, Model, Predictions, QueryProblem, Want};
+use sqlscore_core::{Error, Model, Predictions, QueryProblem, Want};
 
-use crate::convert::{numeric_to_f64, text_from_datum, type_name};
 use crate::errors::{report, PgResult};
+use crate::fetch::{copy_tuptable, Fetched, Leading};
 use crate::guc;
 use crate::registry::resolve;
 
-enum Store {
-    F64(Vec<f64>),
-    I64(Vec<i64>),
-    Bool(Vec<bool>),
-    Text(Vec<String>),
-    Unsupported(String),
-}
-
-struct Feature {
-    name: String,
-    oid: pg_sys::Oid,
-    store: Store,
-    validity: Vec<u64>,
-}
-
-/// One fetched batch, copied out of SPI memory.
-struct Fetched {
-    ids: Vec<Option<i64>>,
-    features: Vec<Feature>,
-}
-
-impl Fetched {
-    fn batch(&self) -> Batch<'_> {
-        let n = self.ids.len();
-        let columns = self
-            .features
-            .iter()
-            .map(|f| {
-                let data = match &f.store {
-                    Store::F64(v) => ColumnData::F64(v),
-                    Store::I64(v) => ColumnData::I64(v),
-                    Store::Bool(v) => ColumnData::Bool(v),
-                    Store::Text(v) => ColumnData::Str(v.iter().map(String::as_str).collect()),
-                    Store::Unsupported(t) => ColumnData::Unsupported { type_name: t.clone() },
-                };
-                let all_valid = f.validity.iter().enumerate().all(|(w, bits)| {
-                    let used = (n - w * 64).min(64);
-                    used == 64 && *bits == u64::MAX || used < 64 && *bits == (1u64 << used) - 1
-                });
-                Column::new(Some(f.name.clone()), data, (!all_valid).then_some(&f.validity[..]))
-                    .with_sql_type(type_name(f.oid))
-            })
-            .collect();
-        Batch::new(columns, n)
-    }
-}
-
-/// Fetches the next `rows` rows of the cursor and copies them into typed columns. Raw SPI and
-/// one `heap_deform_tuple` per row: pgrx's typed per-cell accessors cost more than scoring a
-/// cheap model (perf: 60% of a logistic-regression batch run).
+/// Fetches the next `rows` rows of the cursor and copies them into typed columns.
 fn fetch(function: &str, cursor_name: &str, rows: i64) -> PgResult<(Fetched, bool)> {
     let name = std::ffi::CString::new(cursor_name).unwrap_or_default();
-    let bad = |problem, reason: String, hint: &str| {
-        report(Error::BadQuery { function: function.into(), problem, reason, hint: Some(hint.into()) })
-    };
     // SAFETY: inside Spi::connect; the portal is the cursor this call opened (checked non-null);
-    // SPI_tuptable holds SPI_processed tuples described by its tupdesc until SPI_freetuptable;
-    // every datum is read with its column's type before the table is freed.
+    // SPI_tuptable holds SPI_processed tuples until SPI_freetuptable, which runs after they are
+    // copied.
     Spi::connect(|_client| unsafe {
         let portal = pg_sys::SPI_cursor_find(name.as_ptr());
         if portal.is_null() {
             return Err(report(Error::Internal(format!("{function} lost its cursor"))));
         }
         pg_sys::SPI_cursor_fetch(portal, true, rows as _);
-        let table = pg_sys::SPI_tuptable;
         let got = pg_sys::SPI_processed as usize;
-        let mut fetched = Fetched { ids: Vec::with_capacity(got), features: Vec::new() };
-        if table.is_null() {
-            return Ok((fetched, false));
+        let fetched = copy_tuptable(function, pg_sys::SPI_tuptable, got, Leading::Key, true)?;
+        if !pg_sys::SPI_tuptable.is_null() {
+            pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
         }
-        let desc = (*table).tupdesc;
-        let natts = (*desc).natts as usize;
-        let attr = |i: usize| &*(*desc).attrs.as_ptr().add(i);
-        if natts < 2 {
-            return Err(bad(
-                QueryProblem::Shape,
-                "the query must return the row key and at least one feature column".into(),
-                "SELECT id, feature1, feature2, ... FROM ...",
-            ));
-        }
-        let id_oid = attr(0).atttypid;
-        if ![pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID].contains(&id_oid) {
-            return Err(bad(
-                QueryProblem::KeyType,
-                format!("the query's first column (the row key) is {}, expected an integer type", type_name(id_oid)),
-                "put the integer key first, e.g. SELECT id, ... (cast with id::bigint)",
-            ));
-        }
-        for i in 1..natts {
-            let a = attr(i);
-            let oid = a.atttypid;
-            let store = match oid {
-                pg_sys::FLOAT8OID | pg_sys::FLOAT4OID | pg_sys::NUMERICOID => Store::F64(Vec::with_capacity(got)),
-                pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => Store::I64(Vec::with_capacity(got)),
-                pg_sys::BOOLOID => Store::Bool(Vec::with_capacity(got)),
-                pg_sys::TEXTOID | pg_sys::VARCHAROID => Store::Text(Vec::with_capacity(got)),
-                other => Store::Unsupported(type_name(other)),
-            };
-            let name = std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned();
-            fetched.features.push(Feature { name, oid, store, validity: vec![0; got.div_ceil(64)] });
-        }
-        let mut values = vec![pg_sys::Datum::from(0usize); natts];
-        let mut nulls = vec![false; natts];
-        for r in 0..got {
-            let tuple = *(*table).vals.add(r);
-            pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            let int = |d: pg_sys::Datum, oid: pg_sys::Oid| match oid {
-                pg_sys::INT2OID => d.value() as i16 as i64,
-                pg_sys::INT4OID => d.value() as i32 as i64,
-                _ => d.value() as i64,
-            };
-            fetched.ids.push((!nulls[0]).then(|| int(values[0], id_oid)));
-            for (k, f) in fetched.features.iter_mut().enumerate() {
-                let (d, null) = (values[k + 1], nulls[k + 1]);
-                if !null {
-                    f.validity[r / 64] |= 1 << (r % 64);
-                }
-                match &mut f.store {
-                    Store::F64(v) => v.push(match (null, f.oid) {
-                        (true, _) => 0.0,
-                        (false, pg_sys::FLOAT8OID) => f64::from_bits(d.value() as u64),
-                        (false, pg_sys::FLOAT4OID) => f64::from(f32::from_bits(d.value() as u32)),
-                        (false, _) => numeric_to_f64(d, &f.name).map_err(report)?,
-                    }),
-                    Store::I64(v) => v.push(if null { 0 } else { int(d, f.oid) }),
-                    Store::Bool(v) => v.push(!null && d.value() != 0),
-                    Store::Text(v) => {
-                        v.push(if null { String::new() } else { text_from_datum(d, &f.name).map_err(report)? })
-                    }
-                    Store::Unsupported(_) => {}
-                }
-            }
-        }
-        pg_sys::SPI_freetuptable(table);
         let more = got as i64 == rows;
         if !more {
             pg_sys::SPI_cursor_close(portal);

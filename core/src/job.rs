@@ -1,0 +1,271 @@
+//! What a scoring job does with one batch of source rows, whatever database runs it: group the
+//! rows by the model each one names (one ONNX Runtime call per model per batch), score each group,
+//! and apply the job's error policy row by row. The front ends fetch the rows, resolve models in
+//! their registries and write the outcomes; the semantics live here so PostgreSQL jobs and DuckDB
+//! jobs behave the same.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::batch::Batch;
+use crate::engine::{Model, NullPolicy};
+use crate::error::{Error, Result};
+use crate::execute::{Predictions, RunOptions, Want};
+
+/// What a job does with a row it cannot score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// The run fails; the failing batch is not committed and the run records the error.
+    Raise,
+    /// The row is written with a NULL score.
+    Null,
+    /// The row goes to the job's rejects with the error; the rest of the batch is written.
+    Reject,
+}
+
+impl OnError {
+    pub const SPELLINGS: &'static str = "'raise', 'null' or 'reject'";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Raise => "raise",
+            OnError::Null => "null",
+            OnError::Reject => "reject",
+        }
+    }
+
+    /// How NULL features are treated under this policy: a NULL is an error to raise or reject,
+    /// and simply a NULL score under `null`.
+    pub fn null_policy(self) -> NullPolicy {
+        match self {
+            OnError::Null => NullPolicy::Null,
+            OnError::Raise | OnError::Reject => NullPolicy::Error,
+        }
+    }
+}
+
+impl std::str::FromStr for OnError {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "raise" => Ok(OnError::Raise),
+            "null" => Ok(OnError::Null),
+            "reject" => Ok(OnError::Reject),
+            _ => Err(Error::InvalidSetting {
+                name: "on_error".into(),
+                value: s.into(),
+                reason: format!("expected {}", OnError::SPELLINGS),
+            }),
+        }
+    }
+}
+
+/// Which results a job writes besides the score.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outputs {
+    pub label: bool,
+    pub probabilities: bool,
+}
+
+impl Outputs {
+    /// From the job's `outputs` list: `score` (always written), `label`, `probabilities`.
+    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        let mut o = Outputs::default();
+        for n in names {
+            match n.trim().to_ascii_lowercase().as_str() {
+                "score" => {}
+                "label" => o.label = true,
+                "probabilities" => o.probabilities = true,
+                _ => {
+                    return Err(Error::InvalidSetting {
+                        name: "outputs".into(),
+                        value: n.into(),
+                        reason: "expected 'score', 'label' or 'probabilities'".into(),
+                    })
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The result for one source row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowOutcome {
+    pub score: Option<f64>,
+    pub label: Option<String>,
+    pub probabilities: Option<Vec<f64>>,
+    /// The version that scored the row (None when it was rejected before a model was found).
+    pub version: Option<i32>,
+    /// Why the row was rejected (`OnError::Reject` only); such rows are not written to the target.
+    pub rejected: Option<String>,
+}
+
+/// Groups row indexes by the model each row names, in first-seen order. Rows naming no model
+/// (a NULL model expression) come back separately.
+pub fn group_by_model<'a>(models: &'a [Option<String>]) -> (Vec<(&'a str, Vec<usize>)>, Vec<usize>) {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    let mut unnamed = Vec::new();
+    for (r, m) in models.iter().enumerate() {
+        match m {
+            None => unnamed.push(r),
+            Some(m) => {
+                let g = *index.entry(m.as_str()).or_insert_with(|| {
+                    groups.push((m.as_str(), Vec::new()));
+                    groups.len() - 1
+                });
+                groups[g].1.push(r);
+            }
+        }
+    }
+    (groups, unnamed)
+}
+
+/// Scores a batch whose rows name their models, one call per model and wanted output.
+///
+/// `resolve` finds a model and the version it stands for. A model that cannot be found fails the
+/// batch under every policy: a dropped model is a broken job, not a bad row. Errors of a group
+/// (features of the wrong type, a NULL feature, a runtime failure) follow `on_error`; under
+/// `Reject`, a group that fails is re-scored row by row so that only the rows at fault are
+/// rejected. Returns one outcome per row, in row order.
+pub fn score_grouped(
+    batch: &Batch<'_>,
+    models: &[Option<String>],
+    mut resolve: impl FnMut(&str) -> Result<(Arc<Model>, i32)>,
+    outputs: Outputs,
+    on_error: OnError,
+    opts: RunOptions,
+) -> Result<Vec<RowOutcome>> {
+    let opts = RunOptions { null_policy: on_error.null_policy(), ..opts };
+    let mut out = vec![RowOutcome::default(); models.len()];
+    let (groups, unnamed) = group_by_model(models);
+    if !unnamed.is_empty() {
+        let why = "the job's model expression gave NULL for this row".to_string();
+        match on_error {
+            OnError::Raise => {
+                return Err(Error::InvalidSetting {
+                    name: "model".into(),
+                    value: "NULL".into(),
+                    reason: "the job's model expression gave NULL for a row; every row needs a model name".into(),
+                })
+            }
+            OnError::Null => {}
+            OnError::Reject => unnamed.iter().for_each(|&r| out[r].rejected = Some(why.clone())),
+        }
+    }
+    for (name, rows) in groups {
+        let (model, version) = resolve(name)?;
+        match score_rows(&model, name, batch, &rows, outputs, opts) {
+            Ok(results) => {
+                for (r, res) in rows.iter().zip(results) {
+                    out[*r] = RowOutcome { version: Some(version), ..res };
+                }
+            }
+            Err(e) if matches!(e, Error::Cancelled { .. }) => return Err(e),
+            Err(e) => match on_error {
+                OnError::Raise => return Err(e),
+                OnError::Null => rows.iter().for_each(|&r| out[r].version = Some(version)),
+                OnError::Reject => {
+                    // Find the rows at fault: the others are scored as usual.
+                    for &r in &rows {
+                        match score_rows(&model, name, batch, &[r], outputs, opts) {
+                            Ok(mut one) => out[r] = RowOutcome { version: Some(version), ..one.remove(0) },
+                            Err(e) if matches!(e, Error::Cancelled { .. }) => return Err(e),
+                            Err(e) => out[r].rejected = Some(e.to_string()),
+                        }
+                    }
+                }
+            },
+        }
+    }
+    Ok(out)
+}
+
+fn score_rows(
+    model: &Model,
+    name: &str,
+    batch: &Batch<'_>,
+    rows: &[usize],
+    outputs: Outputs,
+    opts: RunOptions,
+) -> Result<Vec<RowOutcome>> {
+    let scores = model.predict(name, batch, rows, Want::Score, opts)?.into_scores();
+    let mut out: Vec<RowOutcome> = scores.into_iter().map(|score| RowOutcome { score, ..Default::default() }).collect();
+    if outputs.label {
+        for (o, l) in out.iter_mut().zip(model.predict(name, batch, rows, Want::Label, opts)?.into_labels()) {
+            o.label = l;
+        }
+    }
+    if outputs.probabilities {
+        let p = model.predict(name, batch, rows, Want::Probabilities, opts)?;
+        for (o, p) in out.iter_mut().zip(Predictions::into_probabilities(p)) {
+            o.probabilities = p;
+        }
+    }
+    Ok(out)
+}
+
+/// Running statistics of a run's scores, merged across batches and workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScoreStats {
+    pub count: u64,
+    pub nulls: u64,
+    pub sum: f64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl ScoreStats {
+    pub fn add(&mut self, score: Option<f64>) {
+        match score {
+            None => self.nulls += 1,
+            Some(s) => {
+                self.count += 1;
+                self.sum += s;
+                self.min = Some(self.min.map_or(s, |m| m.min(s)));
+                self.max = Some(self.max.map_or(s, |m| m.max(s)));
+            }
+        }
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_keep_first_seen_order_and_set_aside_null_models() {
+        let m = |s: &str| Some(s.to_string());
+        let models = vec![m("b"), m("a"), None, m("b"), m("c"), m("a")];
+        let (groups, unnamed) = group_by_model(&models);
+        assert_eq!(groups, vec![("b", vec![0, 3]), ("a", vec![1, 5]), ("c", vec![4])]);
+        assert_eq!(unnamed, vec![2]);
+    }
+
+    #[test]
+    fn policies_parse_and_map_nulls() {
+        assert_eq!("Reject".parse::<OnError>().unwrap(), OnError::Reject);
+        assert_eq!(OnError::Null.null_policy(), NullPolicy::Null);
+        assert_eq!(OnError::Raise.null_policy(), NullPolicy::Error);
+        let e = "skip".parse::<OnError>().unwrap_err().to_string();
+        assert!(e.contains("on_error") && e.contains("'reject'"), "{e}");
+        assert_eq!(Outputs::parse(["score", "label"]).unwrap(), Outputs { label: true, probabilities: false });
+        assert!(Outputs::parse(["odds"]).is_err());
+    }
+
+    #[test]
+    fn stats_merge_scores_and_nulls() {
+        let mut s = ScoreStats::default();
+        for v in [Some(1.0), None, Some(3.0), Some(-1.0)] {
+            s.add(v);
+        }
+        assert_eq!((s.count, s.nulls, s.min, s.max), (3, 1, Some(-1.0), Some(3.0)));
+        assert_eq!(s.mean(), Some(1.0));
+    }
+}

@@ -1,0 +1,212 @@
+//! One batch of a job run, in the caller's transaction: claim keys from the job's queue, read
+//! their rows, score them grouped by model (one ONNX Runtime call per model), write the results,
+//! the rejects and the worker's progress. `sqlscore._job_drive` commits after each call, so the
+//! claim, the results and the progress commit (or roll back) together.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use sqlscore_core::job::{group_by_model, score_grouped};
+use sqlscore_core::{Error, Model, OnError, Outputs, ScoreStats};
+
+use crate::errors::{report, PgResult};
+use crate::fetch::{copy_tuptable, Leading};
+use crate::guc;
+use crate::registry::resolve_versioned;
+
+/// What a batch needs of its run and job.
+struct Plan {
+    job_id: i32,
+    job: String,
+    batch_size: i64,
+    fetch_sql: String,
+    insert_sql: String,
+    named: bool,
+    on_error: OnError,
+    outputs: Outputs,
+}
+
+/// Scores one batch of run `run` as worker `worker`. Returns whether more keys may be waiting
+/// (the batch was full); false also when the run was cancelled or failed elsewhere. Models are
+/// looked up once per statement, or, for a background worker's run, once per `epoch` of it (one
+/// for an async run, one per drain of a stream), not once per batch: a thousand-model job would
+/// otherwise spend more time in registry lookups than in ONNX Runtime.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn _job_step(run: i64, worker: i32, epoch: default!(Option<i64>, "NULL")) -> Result<bool, ErrorReport> {
+    let Some(plan) = plan(run)? else { return Ok(false) };
+    check_for_interrupts!();
+    Spi::connect_mut(|client| step(client, run, worker, epoch, &plan))
+}
+
+fn spi_err<'a>(job: &'a str, what: &str) -> impl Fn(pgrx::spi::SpiError) -> ErrorReport + 'a {
+    let what = what.to_string();
+    move |e| report(Error::Internal(format!("job \"{job}\": {what}: {e}")))
+}
+
+/// The run's job, or None when the run should stop (cancel requested, failed in another worker).
+fn plan(run: i64) -> PgResult<Option<Plan>> {
+    Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT r.status = 'running' AND NOT r.cancel_requested, j.job_id, j.name, j.batch_size::bigint, \
+                        j.fetch_sql, j.insert_sql, j.named, j.on_error, j.outputs \
+                 FROM sqlscore.job_run_log r JOIN sqlscore.job_definitions j ON j.job_id = r.job_id \
+                 WHERE r.run_id = $1",
+                Some(1),
+                &[run.into()],
+            )
+            .map_err(spi_err("?", "reading the run"))?;
+        let Some(row) = rows.into_iter().next() else {
+            return Err(report(Error::Internal(format!(
+                "run {run} not found (its job was dropped, or the run belongs to a role you are not a member of)"
+            ))));
+        };
+        let get = |e: pgrx::spi::SpiError| report(Error::Internal(format!("run {run}: {e}")));
+        if !row.get::<bool>(1).map_err(get)?.unwrap_or(false) {
+            return Ok(None);
+        }
+        let on_error: String = row.get(8).map_err(get)?.unwrap_or_default();
+        let outputs: Vec<Option<String>> = row.get(9).map_err(get)?.unwrap_or_default();
+        Ok(Some(Plan {
+            job_id: row.get(2).map_err(get)?.unwrap_or_default(),
+            job: row.get(3).map_err(get)?.unwrap_or_default(),
+            batch_size: row.get(4).map_err(get)?.unwrap_or(10_000),
+            fetch_sql: row.get(5).map_err(get)?.unwrap_or_default(),
+            insert_sql: row.get(6).map_err(get)?.unwrap_or_default(),
+            named: row.get(7).map_err(get)?.unwrap_or(true),
+            on_error: on_error.parse().map_err(report)?,
+            outputs: Outputs::parse(outputs.iter().flatten().map(String::as_str)).map_err(report)?,
+        }))
+    })
+}
+
+fn step(client: &mut pgrx::spi::SpiClient<'_>, run: i64, worker: i32, epoch: Option<i64>, plan: &Plan) -> PgResult<bool> {
+    let job = plan.job.as_str();
+    // Claim: the oldest keys no other worker holds. SKIP LOCKED: workers never wait on each other.
+    let keys: Vec<i64> = client
+        .update(
+            "DELETE FROM sqlscore.job_queue q WHERE q.ctid = ANY (ARRAY( \
+                 SELECT e.ctid FROM sqlscore.job_queue e WHERE e.job_id = $1 \
+                 ORDER BY e.key LIMIT $2 FOR UPDATE SKIP LOCKED)) \
+             RETURNING q.key",
+            None,
+            &[plan.job_id.into(), plan.batch_size.into()],
+        )
+        .map_err(spi_err(job, "claiming keys"))?
+        .filter_map(|row| row.get::<i64>(1).ok().flatten())
+        .collect();
+    if keys.is_empty() {
+        return Ok(false);
+    }
+    let more = keys.len() as i64 >= plan.batch_size;
+    let mut unique = keys.clone();
+    unique.sort_unstable();
+    unique.dedup();
+
+    // Read the rows: key, model name, features.
+    client.update(plan.fetch_sql.as_str(), None, &[unique.into()]).map_err(spi_err(job, "reading the source"))?;
+    // SAFETY: the query above just ran on this SPI connection; SPI_tuptable and SPI_processed
+    // describe its result until the next SPI call, and copy_tuptable copies everything out.
+    let fetched = unsafe {
+        copy_tuptable("sqlscore.run_job", pg_sys::SPI_tuptable, pg_sys::SPI_processed as usize, Leading::KeyAndModel, plan.named)?
+    };
+    check_for_interrupts!();
+
+    // Resolve each model once per batch; one that is not registered fails the run, naming it.
+    let (groups, _) = group_by_model(&fetched.models);
+    let mut models: HashMap<String, (Arc<Model>, i32)> = HashMap::with_capacity(groups.len());
+    for (name, _) in &groups {
+        models.insert(name.to_string(), resolve_versioned(name, epoch.map(|e| (run, e)))?);
+    }
+    let batch = fetched.batch();
+    let outcomes = score_grouped(
+        &batch,
+        &fetched.models,
+        |name| models.get(name).cloned().ok_or_else(|| Error::Internal(format!("model {name} was not resolved"))),
+        plan.outputs,
+        plan.on_error,
+        guc::run_options(),
+    )
+    .map_err(report)?;
+    check_for_interrupts!();
+
+    // Split into written rows and rejects.
+    let n = fetched.len();
+    let mut out_keys = Vec::with_capacity(n);
+    let mut scores = Vec::with_capacity(n);
+    let mut out_models = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut labels: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut probabilities: Vec<Option<String>> = Vec::with_capacity(n);
+    let (mut rej_keys, mut rej_models, mut rej_errors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut stats = ScoreStats::default();
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let Some(key) = fetched.ids[i] else { continue };
+        if let Some(why) = o.rejected {
+            rej_keys.push(key);
+            rej_models.push(fetched.models[i].clone());
+            rej_errors.push(why);
+            continue;
+        }
+        stats.add(o.score);
+        out_keys.push(key);
+        scores.push(o.score);
+        out_models.push(fetched.models[i].clone());
+        versions.push(o.version);
+        labels.push(o.label);
+        probabilities.push(o.probabilities.map(|p| {
+            let cells: Vec<String> = p.iter().map(|v| v.to_string()).collect();
+            format!("{{{}}}", cells.join(","))
+        }));
+    }
+    let written = out_keys.len() as i64;
+    if !out_keys.is_empty() {
+        let args: [DatumWithOid; 7] = [
+            out_keys.into(),
+            run.into(),
+            scores.into(),
+            out_models.into(),
+            versions.into(),
+            labels.into(),
+            probabilities.into(),
+        ];
+        client.update(plan.insert_sql.as_str(), None, &args).map_err(spi_err(job, "writing the target"))?;
+    }
+    let rejected = rej_keys.len() as i64;
+    if !rej_keys.is_empty() {
+        client
+            .update(
+                "INSERT INTO sqlscore.job_rejects (job_id, job, run_id, key, model, error) \
+                 SELECT $1, $2, $3, r.key, r.model, r.error FROM unnest($4::bigint[], $5::text[], $6::text[]) AS r(key, model, error)",
+                None,
+                &[plan.job_id.into(), job.into(), run.into(), rej_keys.into(), rej_models.into(), rej_errors.into()],
+            )
+            .map_err(spi_err(job, "writing rejects"))?;
+    }
+    client
+        .update(
+            "UPDATE sqlscore.job_run_workers w SET rows_scored = w.rows_scored + $3, rows_rejected = w.rows_rejected + $4, \
+                 score_count = w.score_count + $5, score_nulls = w.score_nulls + $6, score_sum = w.score_sum + $7, \
+                 score_min = least(w.score_min, $8), score_max = greatest(w.score_max, $9), \
+                 pid = pg_backend_pid(), updated_at = clock_timestamp() \
+             WHERE w.run_id = $1 AND w.worker = $2",
+            None,
+            &[
+                run.into(),
+                worker.into(),
+                written.into(),
+                rejected.into(),
+                (stats.count as i64).into(),
+                (stats.nulls as i64).into(),
+                stats.sum.into(),
+                stats.min.into(),
+                stats.max.into(),
+            ],
+        )
+        .map_err(spi_err(job, "recording progress"))?;
+    Ok(more)
+}
