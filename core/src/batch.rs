@@ -209,10 +209,17 @@ impl<'a> Column<'a> {
 pub struct Batch<'a> {
     pub columns: Vec<Column<'a>>,
     pub len: usize,
+    /// Bind columns to inputs in order even though they have names (a job's listed features):
+    /// the names still appear in messages.
+    pub by_position: bool,
 }
 
 impl<'a> Batch<'a> {
     pub fn new(columns: Vec<Column<'a>>, len: usize) -> Self {
-        Batch { columns, len }
+        Batch { columns, len, by_position: false }
+    }
+
+    pub fn bound_by_position(self) -> Self {
+        Batch { by_position: true, ..self }
     }
 }

@@ -15,7 +15,7 @@ pub struct Binding {
 }
 
 pub fn bind(model: &str, info: &ModelInfo, batch: &Batch<'_>, d: &Dialect) -> Result<Binding> {
-    let named = !batch.columns.is_empty() && batch.columns.iter().all(|c| c.name.is_some());
+    let named = !batch.by_position && !batch.columns.is_empty() && batch.columns.iter().all(|c| c.name.is_some());
     let slots = if named {
         bind_by_name(model, info, &batch.columns, d)?
     } else {

@@ -64,11 +64,16 @@ impl Fetched {
                     let used = (n - w * 64).min(64);
                     used == 64 && *bits == u64::MAX || used < 64 && *bits == (1u64 << used) - 1
                 });
-                Column::new(self.named.then(|| f.name.clone()), data, (!all_valid).then_some(&f.validity[..]))
+                Column::new(Some(f.name.clone()), data, (!all_valid).then_some(&f.validity[..]))
                     .with_sql_type(type_name(f.oid))
             })
             .collect();
-        Batch::new(columns, n)
+        let batch = Batch::new(columns, n);
+        if self.named {
+            batch
+        } else {
+            batch.bound_by_position()
+        }
     }
 }
 
@@ -154,7 +159,11 @@ pub unsafe fn copy_tuptable(
             pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
             fetched.ids.push((!nulls[0]).then(|| int(values[0], id_oid)));
             if leading == Leading::KeyAndModel {
-                fetched.models.push(if nulls[1] { None } else { Some(text_from_datum(values[1], "model").map_err(report)?) });
+                fetched.models.push(if nulls[1] {
+                    None
+                } else {
+                    Some(text_from_datum(values[1], "model").map_err(report)?)
+                });
             }
             for (k, f) in fetched.features.iter_mut().enumerate() {
                 let (d, null) = (values[k + meta], nulls[k + meta]);

@@ -21,7 +21,7 @@ use crate::guc;
 use crate::registry::resolve;
 
 /// Fetches the next `rows` rows of the cursor and copies them into typed columns.
-fn fetch(function: &str, cursor_name: &str, rows: i64) -> PgResult<(Fetched, bool)> {
+fn fetch(function: &str, cursor_name: &str, rows: i64, leading: Leading) -> PgResult<(Fetched, bool)> {
     let name = std::ffi::CString::new(cursor_name).unwrap_or_default();
     // SAFETY: inside Spi::connect; the portal is the cursor this call opened (checked non-null);
     // SPI_tuptable holds SPI_processed tuples until SPI_freetuptable, which runs after they are
@@ -33,7 +33,7 @@ fn fetch(function: &str, cursor_name: &str, rows: i64) -> PgResult<(Fetched, boo
         }
         pg_sys::SPI_cursor_fetch(portal, true, rows as _);
         let got = pg_sys::SPI_processed as usize;
-        let fetched = copy_tuptable(function, pg_sys::SPI_tuptable, got, Leading::Key, true)?;
+        let fetched = copy_tuptable(function, pg_sys::SPI_tuptable, got, leading, true)?;
         if !pg_sys::SPI_tuptable.is_null() {
             pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
         }
@@ -80,7 +80,7 @@ fn stream<T: 'static>(
             return None;
         }
         check_for_interrupts!();
-        let (fetched, more) = match fetch(function, &cursor, rows) {
+        let (fetched, more) = match fetch(function, &cursor, rows, Leading::Key) {
             Ok(x) => x,
             Err(e) => {
                 e.report(PgLogLevel::ERROR);
@@ -131,4 +131,74 @@ fn predict_batch(
 ) -> Result<TableIterator<'static, (name!(id, Option<i64>), name!(label, Option<String>))>, ErrorReport> {
     let rows = stream("sqlscore.predict_batch", model, query, batch_size, Want::Label, Predictions::into_labels)?;
     Ok(TableIterator::new(rows))
+}
+
+/// Scores every row of `query` with the model the row names: the query returns the key, the model
+/// name (e.g. `'anomaly_' || sensor_id`), then the features. Each batch is grouped by model and
+/// each group scored in one ONNX Runtime call, so a thousand per-sensor models cost a thousand
+/// calls per batch, not one per row. Returns (id, model, score) per row.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn score_batch_grouped(
+    query: Option<&str>,
+    batch_size: default!(Option<i32>, "NULL"),
+) -> Result<
+    TableIterator<'static, (name!(id, Option<i64>), name!(model, Option<String>), name!(score, Option<f64>))>,
+    ErrorReport,
+> {
+    const FUNCTION: &str = "sqlscore.score_batch_grouped";
+    let query =
+        query.ok_or_else(|| report(Error::NullArgument { function: FUNCTION.into(), argument: "query".into() }))?;
+    let rows = i64::from(batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get()).max(1));
+    let opts = guc::run_options();
+    let cursor = Spi::connect(|c| c.try_open_cursor(query, &[]).map(|cur| cur.detach_into_name())).map_err(|e| {
+        report(Error::BadQuery {
+            function: FUNCTION.into(),
+            problem: QueryProblem::Failed,
+            reason: e.to_string(),
+            hint: None,
+        })
+    })?;
+    let mut buffer: std::vec::IntoIter<(Option<i64>, Option<String>, Option<f64>)> = Vec::new().into_iter();
+    let mut done = false;
+    Ok(TableIterator::new(std::iter::from_fn(move || loop {
+        if let Some(item) = buffer.next() {
+            return Some(item);
+        }
+        if done {
+            return None;
+        }
+        check_for_interrupts!();
+        let scored = fetch(FUNCTION, &cursor, rows, Leading::KeyAndModel).and_then(|(fetched, more)| {
+            done = !more;
+            let batch = fetched.batch();
+            let mut scores: Vec<Option<f64>> = vec![None; fetched.len()];
+            let (groups, _) = sqlscore_core::job::group_by_model(&fetched.models);
+            for (name, group) in groups {
+                let model = resolve(name)?;
+                let out = model.predict(name, &batch, &group, Want::Score, opts).map_err(|e| {
+                    check_for_interrupts!();
+                    report(e)
+                })?;
+                for (r, s) in group.iter().zip(out.into_scores()) {
+                    scores[*r] = s;
+                }
+            }
+            Ok(fetched
+                .ids
+                .iter()
+                .copied()
+                .zip(fetched.models.iter().cloned())
+                .zip(scores)
+                .map(|((id, m), s)| (id, m, s))
+                .collect::<Vec<_>>())
+        });
+        match scored {
+            Ok(rows) => buffer = rows.into_iter(),
+            Err(e) => {
+                e.report(PgLogLevel::ERROR);
+                return None;
+            }
+        }
+    })))
 }

@@ -19,7 +19,7 @@ use crate::errors::report;
 #[search_path(pg_catalog, pg_temp)]
 fn _job_models(source: &str, expr: &str) -> Result<Vec<Option<String>>, ErrorReport> {
     let sql = format!("SELECT DISTINCT ({expr})::text FROM {source}");
-    single_select(&sql)?;
+    single_select(&sql, expr)?;
     Spi::connect(|client| {
         let rows = client.select(sql.as_str(), None, &[]).map_err(|e| {
             report(Error::BadQuery {
@@ -34,11 +34,11 @@ fn _job_models(source: &str, expr: &str) -> Result<Vec<Option<String>>, ErrorRep
 }
 
 /// Refuses anything but one SELECT: a model expression cannot smuggle in a second statement.
-fn single_select(sql: &str) -> Result<(), ErrorReport> {
+fn single_select(sql: &str, expr: &str) -> Result<(), ErrorReport> {
     let c = std::ffi::CString::new(sql).map_err(|_| {
         report(Error::InvalidSetting {
             name: "model".into(),
-            value: sql.into(),
+            value: expr.into(),
             reason: "the model expression contains a NUL byte".into(),
         })
     })?;
@@ -56,8 +56,8 @@ fn single_select(sql: &str) -> Result<(), ErrorReport> {
     if count != 1 || !is_select {
         return Err(report(Error::InvalidSetting {
             name: "model".into(),
-            value: sql.into(),
-            reason: "the model expression must be a single SQL expression over the source's columns".into(),
+            value: expr.into(),
+            reason: "it must be a single SQL expression over the source's columns".into(),
         }));
     }
     Ok(())

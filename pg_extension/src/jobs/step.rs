@@ -84,7 +84,13 @@ fn plan(run: i64) -> PgResult<Option<Plan>> {
     })
 }
 
-fn step(client: &mut pgrx::spi::SpiClient<'_>, run: i64, worker: i32, epoch: Option<i64>, plan: &Plan) -> PgResult<bool> {
+fn step(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    run: i64,
+    worker: i32,
+    epoch: Option<i64>,
+    plan: &Plan,
+) -> PgResult<bool> {
     let job = plan.job.as_str();
     // Claim: the oldest keys no other worker holds. SKIP LOCKED: workers never wait on each other.
     let keys: Vec<i64> = client
@@ -112,7 +118,13 @@ fn step(client: &mut pgrx::spi::SpiClient<'_>, run: i64, worker: i32, epoch: Opt
     // SAFETY: the query above just ran on this SPI connection; SPI_tuptable and SPI_processed
     // describe its result until the next SPI call, and copy_tuptable copies everything out.
     let fetched = unsafe {
-        copy_tuptable("sqlscore.run_job", pg_sys::SPI_tuptable, pg_sys::SPI_processed as usize, Leading::KeyAndModel, plan.named)?
+        copy_tuptable(
+            "sqlscore.run_job",
+            pg_sys::SPI_tuptable,
+            pg_sys::SPI_processed as usize,
+            Leading::KeyAndModel,
+            plan.named,
+        )?
     };
     check_for_interrupts!();
 
@@ -131,7 +143,19 @@ fn step(client: &mut pgrx::spi::SpiClient<'_>, run: i64, worker: i32, epoch: Opt
         plan.on_error,
         guc::run_options(),
     )
-    .map_err(report)?;
+    .map_err(|e| {
+        let null = matches!(e, Error::NullFeature { .. });
+        let r = report(e);
+        // The session's null_policy does not apply to jobs: their on_error does.
+        if null {
+            r.set_hint(
+                "with on_error => 'raise' a NULL feature fails the run; \
+                        sqlscore.alter_job(name, on_error => 'reject') sets such rows aside, 'null' scores them NULL",
+            )
+        } else {
+            r
+        }
+    })?;
     check_for_interrupts!();
 
     // Split into written rows and rejects.

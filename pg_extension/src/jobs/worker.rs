@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::panic::CaughtError;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use sqlscore_core::Error;
 
@@ -165,7 +165,9 @@ fn try_batch(sql: &str) -> Result<bool, Failure> {
     let outcome = PgTryBuilder::new(|| Ok(Spi::get_one::<bool>(sql)))
         .catch_others(|e| {
             let report = match &e {
-                CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => r,
+                CaughtError::PostgresError(r)
+                | CaughtError::ErrorReport(r)
+                | CaughtError::RustPanic { ereport: r, .. } => r,
             };
             // SAFETY: unpack_sql_state formats the code into a static buffer we copy at once.
             let sqlstate = unsafe {
@@ -183,7 +185,9 @@ fn try_batch(sql: &str) -> Result<bool, Failure> {
                 pg_sys::PopActiveSnapshot();
                 pg_sys::CommitTransactionCommand();
             }
-            result.map(|more| more.unwrap_or(false)).map_err(|e| Failure { message: e.to_string(), sqlstate: "XX000".into() })
+            result
+                .map(|more| more.unwrap_or(false))
+                .map_err(|e| Failure { message: e.to_string(), sqlstate: "XX000".into() })
         }
         Err(f) => {
             // SAFETY: the transaction failed; aborting it is what PostgreSQL expects next.

@@ -1,0 +1,147 @@
+-- Scoring jobs: the SQL surface and its errors. (Concurrency, kill -9, streams, pg_cron and the
+-- benchmark are in tests/pg_jobs.)
+SELECT sqlscore.register_model('j_anomaly_' || s, model('anomaly_d0_s' || s)) FROM generate_series(0, 2) s;
+CREATE TABLE j_readings (id bigserial PRIMARY KEY, sensor_id int NOT NULL, x float8, note text);
+INSERT INTO j_readings (sensor_id, x, note) SELECT i % 3, sin(i), 'r' || i FROM generate_series(1, 3000) i;
+CREATE TABLE j_nokey (id bigint, sensor_id int, x float8);
+CREATE TABLE j_textkey (id text PRIMARY KEY, sensor_id int, x float8);
+
+-- Everything checkable is checked at create time, naming the job and what is wrong.
+SELECT try($$SELECT sqlscore.create_job('j', 'j_missing', 'id', '''j_anomaly_0''', 'j_out')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_readings', 'idd', '''j_anomaly_0''', 'j_out')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_textkey', 'id', '''j_anomaly_0''', 'j_out')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_nokey', 'id', '''j_anomaly_0''', 'j_out')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_readings', 'id', $m$'j_anomaly_' || sensr_id$m$, 'j_out', features => '{x}')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_readings', 'id', $m$'j_anomaly_' || (sensor_id + 1)$m$, 'j_out', features => '{x}')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_readings', 'id', $m$'j_anomaly_0'); DROP TABLE j_readings; --$m$, 'j_out')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_readings', 'id', '''j_anomaly_0''', 'j_out', features => '{y}')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_readings', 'id', '''j_anomaly_0''', 'j_out', features => '{x}', carry => '{score}')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_readings', 'id', '''j_anomaly_0''', 'j_out', features => '{x}', on_error => 'skip')$$);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_readings', 'id', '''j_anomaly_0''', 'j_readings', features => '{x}')$$);
+-- Nothing was left behind by the failures.
+SELECT count(*) AS jobs, to_regclass('j_out') AS target FROM sqlscore.job_definitions;
+
+-- One model per sensor; the target is created with the key, carried columns and results.
+SELECT sqlscore.create_job('j', 'j_readings', 'id', $$'j_anomaly_' || sensor_id$$, 'j_out',
+                           features => '{x}', carry => '{sensor_id,note}', batch_size => 1000);
+SELECT try($$SELECT sqlscore.create_job('j', 'j_readings', 'id', '''j_anomaly_0''', 'j_out2', features => '{x}')$$);
+\d j_out
+SELECT name, source, key, model, target, features, carry, on_error, outputs, streaming, backlog, last_status FROM sqlscore.jobs;
+
+-- A run scores the backlog in batches, once; a second run has nothing to do.
+CALL sqlscore.run_job('j');
+CALL sqlscore.run_job('j');
+SELECT run_id, job, started_by, workers, status, rows_scored, rows_rejected, score_count, score_nulls, error
+FROM sqlscore.job_runs ORDER BY run_id;
+SELECT count(*) AS rows, count(DISTINCT id) AS keys, min(model_version) AS v FROM j_out;
+-- The same scores as scoring each row directly.
+SELECT count(*) AS mismatches FROM j_out o JOIN j_readings r USING (id)
+WHERE o.sensor_id <> r.sensor_id OR o.note <> r.note OR o.model <> 'j_anomaly_' || r.sensor_id
+   OR abs(o.score - sqlscore.score('j_anomaly_' || r.sensor_id, r.x)) > 1e-9;
+-- Monitoring figures are the target's.
+SELECT r.rows_scored = t.n AS rows_match, abs(r.score_mean - t.mean) < 1e-9 AS mean_matches,
+       r.score_min = t.min AND r.score_max = t.max AS range_matches,
+       abs(r.score_p50 - t.p50) < 1e-9 AND abs(r.score_p95 - t.p95) < 1e-9 AS percentiles_match
+FROM sqlscore.job_runs r,
+     LATERAL (SELECT count(*) n, avg(score) mean, min(score) min, max(score) max,
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY score) p50,
+                     percentile_cont(0.95) WITHIN GROUP (ORDER BY score) p95
+              FROM j_out o WHERE o.run_id = r.run_id) t
+WHERE r.run_id = (SELECT min(run_id) FROM sqlscore.job_runs);
+
+-- on_error = 'reject' (the default): a row with a NULL feature goes to job_rejects, the rest is written.
+INSERT INTO j_readings (sensor_id, x, note) VALUES (1, NULL, 'null x'), (2, 0.5, 'fine');
+CALL sqlscore.run_job('j');
+SELECT job, key, model, error FROM sqlscore.job_rejects ORDER BY key;
+SELECT status, rows_scored, rows_rejected FROM sqlscore.job_runs ORDER BY run_id DESC LIMIT 1;
+-- on_error = 'null': the row is written with a NULL score.
+SELECT sqlscore.alter_job('j', on_error => 'null');
+INSERT INTO j_readings (sensor_id, x, note) VALUES (1, NULL, 'null again');
+CALL sqlscore.run_job('j');
+SELECT r.note, o.score IS NULL AS null_score FROM j_out o JOIN j_readings r USING (id) WHERE r.note = 'null again';
+SELECT status, rows_scored, score_nulls FROM sqlscore.job_runs ORDER BY run_id DESC LIMIT 1;
+-- on_error = 'raise': the run fails naming the job, run and column; the failing batch is not
+-- committed and the row stays in the backlog.
+SELECT sqlscore.alter_job('j', on_error => 'raise');
+INSERT INTO j_readings (sensor_id, x, note) VALUES (2, NULL, 'raise me');
+CALL sqlscore.run_job('j');
+SELECT status, rows_scored, regexp_replace(error, 'run \d+', 'run N') AS error FROM sqlscore.job_runs ORDER BY run_id DESC LIMIT 1;
+SELECT backlog FROM sqlscore.jobs WHERE name = 'j';
+DELETE FROM j_readings WHERE note = 'raise me';
+
+-- A model dropped between runs fails the run with a message naming it.
+SELECT sqlscore.alter_job('j', on_error => 'reject');
+INSERT INTO j_readings (sensor_id, x, note) VALUES (2, 0.1, 'orphan');
+SELECT sqlscore.drop_model('j_anomaly_2');
+CALL sqlscore.run_job('j');
+SELECT status, regexp_replace(error, 'run \d+', 'run N') AS error FROM sqlscore.job_runs ORDER BY run_id DESC LIMIT 1;
+SELECT sqlscore.register_model('j_anomaly_2', model('anomaly_d0_s2'));
+CALL sqlscore.run_job('j');
+SELECT status, rows_scored FROM sqlscore.job_runs ORDER BY run_id DESC LIMIT 1;
+SELECT model_version FROM j_out o JOIN j_readings r USING (id) WHERE r.note = 'orphan';
+
+-- alter_job checks like create_job.
+SELECT try($$SELECT sqlscore.alter_job('j', model => '''j_nope''')$$);
+SELECT try($$SELECT sqlscore.alter_job('j_none', batch_size => 10)$$);
+SELECT try($$SELECT sqlscore.alter_job('j', batch_size => 0)$$);
+
+-- An async run in background workers, waited for.
+CREATE FUNCTION wait_run(run bigint) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+    FOR i IN 1..600 LOOP
+        SELECT status INTO s FROM sqlscore.job_runs WHERE run_id = run;
+        EXIT WHEN s <> 'running';
+        PERFORM pg_sleep(0.05);
+        PERFORM pg_stat_clear_snapshot();
+    END LOOP;
+    RETURN s;
+END $$;
+INSERT INTO j_readings (sensor_id, x, note) SELECT i % 3, cos(i), 'async' FROM generate_series(1, 2500) i;
+SELECT sqlscore.submit_job('j', 2) AS run \gset
+SELECT wait_run(:run);
+SELECT started_by, workers, status, rows_scored FROM sqlscore.job_runs WHERE run_id = :run;
+SELECT count(*) AS unscored FROM j_readings r WHERE NOT EXISTS (SELECT 1 FROM j_out o WHERE o.id = r.id)
+  AND NOT EXISTS (SELECT 1 FROM sqlscore.job_rejects x WHERE x.key = r.id);
+SELECT try($$SELECT sqlscore.submit_job('j', 0)$$);
+
+-- cancel_run, schedules without pg_cron in this database, unknown runs and jobs.
+SELECT try($$SELECT sqlscore.cancel_run(-1)$$);
+SELECT sqlscore.cancel_run(:run) AS cancelled_finished_run;
+SELECT try($$SELECT sqlscore.schedule_job('j', '*/5 * * * *')$$);
+SELECT hint_of($$SELECT sqlscore.schedule_job('j', '*/5 * * * *')$$) AS schedule_hint;
+SELECT try($$CALL sqlscore.run_job('j_none')$$);
+SELECT try($$SELECT sqlscore.stream_job('j', '0 seconds')$$);
+
+-- Other roles see and run only their own jobs.
+CREATE ROLE j_other;
+GRANT SELECT, INSERT ON j_readings TO j_other;
+GRANT USAGE ON SEQUENCE j_readings_id_seq TO j_other;
+SET ROLE j_other;
+SELECT count(*) AS visible_jobs FROM sqlscore.jobs;
+SELECT count(*) AS visible_runs FROM sqlscore.job_runs;
+SELECT try($$CALL sqlscore.run_job('j')$$);
+WITH u AS (UPDATE sqlscore.job_definitions SET model = '''x''' WHERE name = 'j' RETURNING 1) SELECT count(*) AS changed FROM u;
+-- Writers need no privileges on the queue: the trigger queues for them.
+INSERT INTO j_readings (sensor_id, x, note) VALUES (0, 0.2, 'by other');
+RESET ROLE;
+SELECT backlog FROM sqlscore.jobs WHERE name = 'j';
+
+-- drop_job removes the trigger, queue and history; the target stays unless asked.
+SELECT sqlscore.drop_job('j');
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'j_readings'::regclass AND NOT tgisinternal;
+SELECT (SELECT count(*) FROM sqlscore.job_queue) AS queued, (SELECT count(*) FROM sqlscore.job_run_log) AS runs,
+       (SELECT count(*) FROM sqlscore.job_rejects) AS rejects, to_regclass('j_out') IS NOT NULL AS target_kept;
+INSERT INTO j_readings (sensor_id, x, note) VALUES (0, 0.3, 'after drop');
+DROP TABLE j_out;
+REVOKE ALL ON j_readings FROM j_other;
+REVOKE ALL ON SEQUENCE j_readings_id_seq FROM j_other;
+DROP ROLE j_other;
+
+-- The batch function groups rows by the model they name, as jobs do.
+SELECT count(*) AS rows, count(DISTINCT b.model) AS models,
+       count(*) FILTER (WHERE abs(b.score - sqlscore.score('j_anomaly_' || r.sensor_id, r.x)) > 1e-9) AS mismatches
+FROM sqlscore.score_batch_grouped($$SELECT id, 'j_anomaly_' || sensor_id, x FROM j_readings WHERE x IS NOT NULL$$, 500) b
+JOIN j_readings r ON r.id = b.id;
+SELECT try($$SELECT * FROM sqlscore.score_batch_grouped('SELECT id, 42, x FROM j_readings')$$);
+SELECT try($$SELECT * FROM sqlscore.score_batch_grouped($q$SELECT id, 'j_nope', x FROM j_readings$q$)$$);
