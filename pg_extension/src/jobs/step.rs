@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -17,6 +18,21 @@ use crate::fetch::{copy_tuptable, Leading};
 use crate::guc;
 use crate::registry::resolve_versioned;
 
+/// Per (run, worker) of this backend: the last key claimed, where the next claim starts.
+static CURSORS: Mutex<Vec<((i64, i32), i64)>> = Mutex::new(Vec::new());
+
+fn cursor(run: i64, worker: i32) -> i64 {
+    CURSORS.lock().iter().find(|(k, _)| *k == (run, worker)).map_or(i64::MIN, |(_, v)| *v)
+}
+
+fn set_cursor(run: i64, worker: i32, at: Option<i64>) {
+    let mut c = CURSORS.lock();
+    c.retain(|(k, _)| *k != (run, worker));
+    if let Some(at) = at {
+        c.push(((run, worker), at));
+    }
+}
+
 /// What a batch needs of its run and job.
 struct Plan {
     job_id: i32,
@@ -24,6 +40,7 @@ struct Plan {
     batch_size: i64,
     fetch_sql: String,
     insert_sql: String,
+    delete_sql: Option<String>,
     named: bool,
     on_error: OnError,
     outputs: Outputs,
@@ -39,7 +56,24 @@ struct Plan {
 fn _job_step(run: i64, worker: i32, epoch: default!(Option<i64>, "NULL")) -> Result<bool, ErrorReport> {
     let Some(plan) = plan(run)? else { return Ok(false) };
     check_for_interrupts!();
-    Spi::connect_mut(|client| step(client, run, worker, epoch, &plan))
+    Spi::connect_mut(|client| {
+        // A batch touches a few thousand keys of tables whose statistics lag behind (the target
+        // grows by a batch at a time): the planner would pick a sequential scan of the whole
+        // target or source for `key = ANY(keys)`, once per batch. Index access is always right
+        // here; the setting is restored before the batch's own transaction ends.
+        let saved: Option<String> = client
+            .update("SELECT current_setting('enable_seqscan'), set_config('enable_seqscan', 'off', true)", None, &[])
+            .map_err(spi_err(&plan.job, "planning"))?
+            .first()
+            .get(1)
+            .ok()
+            .flatten();
+        let more = step(client, run, worker, epoch, &plan)?;
+        client
+            .update("SELECT set_config('enable_seqscan', $1, true)", None, &[saved.unwrap_or("on".into()).into()])
+            .map_err(spi_err(&plan.job, "planning"))?;
+        Ok(more)
+    })
 }
 
 fn spi_err<'a>(job: &'a str, what: &str) -> impl Fn(pgrx::spi::SpiError) -> ErrorReport + 'a {
@@ -53,7 +87,7 @@ fn plan(run: i64) -> PgResult<Option<Plan>> {
         let rows = client
             .select(
                 "SELECT r.status = 'running' AND NOT r.cancel_requested, j.job_id, j.name, j.batch_size::bigint, \
-                        j.fetch_sql, j.insert_sql, j.named, j.on_error, j.outputs \
+                        j.fetch_sql, j.insert_sql, j.named, j.on_error, j.outputs, j.delete_sql \
                  FROM sqlscore.job_run_log r JOIN sqlscore.job_definitions j ON j.job_id = r.job_id \
                  WHERE r.run_id = $1",
                 Some(1),
@@ -80,6 +114,7 @@ fn plan(run: i64) -> PgResult<Option<Plan>> {
             named: row.get(7).map_err(get)?.unwrap_or(true),
             on_error: on_error.parse().map_err(report)?,
             outputs: Outputs::parse(outputs.iter().flatten().map(String::as_str)).map_err(report)?,
+            delete_sql: row.get(10).map_err(get)?,
         }))
     })
 }
@@ -92,23 +127,37 @@ fn step(
     plan: &Plan,
 ) -> PgResult<bool> {
     let job = plan.job.as_str();
-    // Claim: the oldest keys no other worker holds. SKIP LOCKED: workers never wait on each other.
+    // Claim the next keys no other worker holds, above where this worker's last batch ended
+    // (index entries of keys already claimed are skipped, not rescanned). A key committed late
+    // below that point is found by the final pass from the start, before the run ends.
+    let after = cursor(run, worker);
     let keys: Vec<i64> = client
         .update(
-            "DELETE FROM sqlscore.job_queue q WHERE q.ctid = ANY (ARRAY( \
-                 SELECT e.ctid FROM sqlscore.job_queue e WHERE e.job_id = $1 \
-                 ORDER BY e.key LIMIT $2 FOR UPDATE SKIP LOCKED)) \
-             RETURNING q.key",
+            "SELECT k FROM sqlscore._job_claim($1, $2, $3) AS k",
             None,
-            &[plan.job_id.into(), plan.batch_size.into()],
+            &[plan.job_id.into(), after.into(), (plan.batch_size as i32).into()],
         )
         .map_err(spi_err(job, "claiming keys"))?
         .filter_map(|row| row.get::<i64>(1).ok().flatten())
         .collect();
-    if keys.is_empty() {
-        return Ok(false);
+    if (keys.len() as i64) < plan.batch_size {
+        if after != i64::MIN {
+            // Rescan from the start once: out-of-order commits may have queued lower keys.
+            set_cursor(run, worker, Some(i64::MIN));
+            if keys.is_empty() {
+                return Ok(true);
+            }
+        } else {
+            set_cursor(run, worker, None);
+            if keys.is_empty() {
+                return Ok(false);
+            }
+        }
+    } else if let Some(&last) = keys.iter().max() {
+        set_cursor(run, worker, Some(last));
     }
-    let more = keys.len() as i64 >= plan.batch_size;
+    // A short batch from the start of the queue means the backlog is drained.
+    let more = keys.len() as i64 >= plan.batch_size || after != i64::MIN;
     let mut unique = keys.clone();
     unique.sort_unstable();
     unique.dedup();
@@ -189,6 +238,11 @@ fn step(
     }
     let written = out_keys.len() as i64;
     if !out_keys.is_empty() {
+        if let Some(delete) = &plan.delete_sql {
+            client
+                .update(delete.as_str(), None, &[out_keys.clone().into()])
+                .map_err(spi_err(job, "replacing old results"))?;
+        }
         let args: [DatumWithOid; 7] = [
             out_keys.into(),
             run.into(),
