@@ -93,6 +93,14 @@ CREATE TABLE sqlscore.job_rejects (
 );
 CREATE INDEX job_rejects_run ON sqlscore.job_rejects (job_id, run_id);
 
+-- pg_dump carries jobs with their backlog and history (the source triggers are the user's tables').
+SELECT pg_catalog.pg_extension_config_dump('sqlscore.job_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('sqlscore.job_run_log', '');
+SELECT pg_catalog.pg_extension_config_dump('sqlscore.job_run_workers', '');
+SELECT pg_catalog.pg_extension_config_dump('sqlscore.job_rejects', '');
+SELECT pg_catalog.pg_extension_config_dump('sqlscore.job_definitions_job_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sqlscore.job_run_log_run_id_seq', '');
+
 ALTER TABLE sqlscore.job_definitions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE sqlscore.job_queue ENABLE ROW LEVEL SECURITY;
 ALTER TABLE sqlscore.job_run_log ENABLE ROW LEVEL SECURITY;
