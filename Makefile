@@ -23,7 +23,7 @@ PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
-.PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg \
+.PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg bench-jobs \
         pg-deps pg-install demo-pg pg-stop clean
 
 demo: venv extension cli demo-models
@@ -130,6 +130,16 @@ pg-stop:
 bench-pg: venv pg-install cli
 	scripts/pg-cluster.sh start
 	$(CLI) bench-pg --url $(PG_URL)
+
+# Scoring jobs (bench/jobs_bench.py): run_job, submit_job with 1 and 2 workers and the Python
+# pipeline over JOBS_ROWS readings scored by JOBS_MODELS per-sensor models, then COPY ingest and
+# commit->score latency with a stream. ~15 min at the defaults on the 2-core machine; a quick
+# check: make bench-jobs JOBS_ROWS=200000 JOBS_MODELS=50
+JOBS_ROWS ?= 10000000
+JOBS_MODELS ?= 1000
+bench-jobs: venv pg-install
+	scripts/pg-cluster.sh start
+	$(PY) bench/jobs_bench.py --url $(PG_URL) --rows $(JOBS_ROWS) --models $(JOBS_MODELS)
 
 # The code checks CI runs: formatting, and clippy with warnings as errors over every crate, test
 # and the loadable extension (its own feature set: it is built alone, see `extension`).

@@ -125,11 +125,13 @@ pub fn group_by_model<'a>(models: &'a [Option<String>]) -> (Vec<(&'a str, Vec<us
 
 /// Scores a batch whose rows name their models, one call per model and wanted output.
 ///
-/// `resolve` finds a model and the version it stands for. A model that cannot be found fails the
-/// batch under every policy: a dropped model is a broken job, not a bad row. Errors of a group
-/// (features of the wrong type, a NULL feature, a runtime failure) follow `on_error`; under
-/// `Reject`, a group that fails is re-scored row by row so that only the rows at fault are
-/// rejected. Returns one outcome per row, in row order.
+/// `resolve` finds a model and the version it stands for. A model that cannot be found, or whose
+/// inputs the features do not fit (missing, wrong type or count), fails the batch under every
+/// policy: that is a broken job, not bad rows, and rejecting every row would drain the backlog
+/// into the rejects. Errors of particular rows (a NULL feature, a value that does not convert, a
+/// runtime failure) follow `on_error`: under `Null` and `Reject` the group is re-scored row by row
+/// so that only the rows at fault get a NULL score or are rejected. Returns one outcome per row,
+/// in row order.
 pub fn score_grouped(
     batch: &Batch<'_>,
     models: &[Option<String>],
@@ -163,24 +165,40 @@ pub fn score_grouped(
                     out[*r] = RowOutcome { version: Some(version), ..res };
                 }
             }
-            Err(e) if matches!(e, Error::Cancelled { .. }) => return Err(e),
-            Err(e) => match on_error {
-                OnError::Raise => return Err(e),
-                OnError::Null => rows.iter().for_each(|&r| out[r].version = Some(version)),
-                OnError::Reject => {
-                    // Find the rows at fault: the others are scored as usual.
-                    for &r in &rows {
-                        match score_rows(&model, name, batch, &[r], outputs, opts) {
-                            Ok(mut one) => out[r] = RowOutcome { version: Some(version), ..one.remove(0) },
-                            Err(e) if matches!(e, Error::Cancelled { .. }) => return Err(e),
-                            Err(e) => out[r].rejected = Some(e.to_string()),
+            // Features that do not fit the model (a renamed input, a wrong type) are the job's
+            // fault, not the rows': every policy fails the batch rather than setting rows aside.
+            Err(e) if !row_level(&e) => return Err(e),
+            Err(e) if on_error == OnError::Raise => return Err(e),
+            Err(e) => {
+                // Find the rows at fault: the others are scored as usual.
+                let mut failed = 0;
+                for &r in &rows {
+                    match score_rows(&model, name, batch, &[r], outputs, opts) {
+                        Ok(mut one) => out[r] = RowOutcome { version: Some(version), ..one.remove(0) },
+                        Err(e) if !row_level(&e) => return Err(e),
+                        Err(e) => {
+                            failed += 1;
+                            out[r].version = Some(version);
+                            if on_error == OnError::Reject {
+                                out[r].rejected = Some(e.to_string());
+                            }
                         }
                     }
                 }
-            },
+                // A runtime failure on every row is the model's, not the data's.
+                if failed == rows.len() && matches!(e, Error::Execution { .. }) {
+                    return Err(e);
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// Errors that belong to particular rows' values (so a policy may set those rows aside), as
+/// opposed to the job's features not fitting the model.
+fn row_level(e: &Error) -> bool {
+    matches!(e, Error::NullFeature { .. } | Error::LossyValue { .. } | Error::Execution { .. })
 }
 
 fn score_rows(

@@ -120,3 +120,16 @@ fn labels_and_probabilities_come_with_the_score() {
         assert!(o.label.is_some());
     }
 }
+
+#[test]
+fn features_that_do_not_fit_fail_the_batch_even_under_reject() {
+    let engine = Engine::default();
+    let models = sensor_models(&engine);
+    let words = ["a", "b"];
+    let batch = Batch::new(vec![Column::new(Some("value".into()), ColumnData::Str(words.to_vec()), None)], 2);
+    let names = vec![Some("anomaly_0".to_string()); 2];
+    for policy in [OnError::Null, OnError::Reject] {
+        let e = score_grouped(&batch, &names, resolver(&models), Outputs::default(), policy, OPTS).unwrap_err();
+        assert!(matches!(e, Error::TypeMismatch { .. }), "{policy:?}: {e}");
+    }
+}

@@ -18,6 +18,7 @@ CREATE TABLE sqlscore.job_definitions (
     name         text        NOT NULL UNIQUE CHECK (name <> '' AND length(name) <= 200),
     source       regclass    NOT NULL,
     key          name        NOT NULL,
+    key_attnum   smallint    NOT NULL,
     model        text        NOT NULL,
     target       regclass    NOT NULL,
     features     text[],
@@ -39,13 +40,14 @@ CREATE TABLE sqlscore.job_definitions (
 );
 SELECT pg_catalog.pg_extension_config_dump('sqlscore.job_definitions', '');
 
--- Keys waiting to be scored. Not unique: a writer never waits on a batch holding the same key.
+-- Keys waiting to be scored, once each: a key queued again while it waits (its row deleted and
+-- inserted anew) is one entry, so two workers can never score one key at once.
 CREATE TABLE sqlscore.job_queue (
     job_id    integer     NOT NULL,
     key       bigint      NOT NULL,
-    queued_at timestamptz NOT NULL DEFAULT now()
+    queued_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE INDEX job_queue_job_key ON sqlscore.job_queue (job_id, key);
+CREATE UNIQUE INDEX job_queue_job_key ON sqlscore.job_queue (job_id, key);
 
 CREATE TABLE sqlscore.job_run_log (
     run_id           bigserial   PRIMARY KEY,
@@ -126,12 +128,21 @@ CREATE FUNCTION sqlscore._job_lock_class() RETURNS integer LANGUAGE sql IMMUTABL
 SET search_path = pg_catalog, pg_temp AS $$ SELECT 1397838659 $$;  -- 'SQSC'
 
 CREATE VIEW sqlscore.job_runs WITH (security_invoker = true) AS
-SELECT r.run_id, r.job, r.started_by, r.workers, r.started_at, r.finished_at, r.status,
+SELECT r.run_id, r.job, r.started_by, r.workers, r.started_at, r.finished_at,
+       -- A run whose backends are all gone (killed, server restarted) is shown failed at once;
+       -- its next run records it so.
+       CASE WHEN r.status = 'running' AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_locks k WHERE k.locktype = 'advisory' AND k.objsubid = 2
+                AND k.classid = 1397838659::oid AND k.objid = r.job_id::oid)
+            THEN 'failed' ELSE r.status END AS status,
        coalesce(w.rows_scored, 0)::bigint AS rows_scored,
        coalesce(w.rows_rejected, 0)::bigint AS rows_rejected,
        round((coalesce(w.rows_scored, 0) / greatest(extract(epoch FROM
              coalesce(r.finished_at, clock_timestamp()) - r.started_at), 0.001))::numeric, 1) AS rows_per_s,
-       r.error,
+       CASE WHEN r.status = 'running' AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_locks k WHERE k.locktype = 'advisory' AND k.objsubid = 2
+                AND k.classid = 1397838659::oid AND k.objid = r.job_id::oid)
+            THEN 'interrupted: no backend is running it' ELSE r.error END AS error,
        coalesce(w.score_count, 0)::bigint AS score_count,
        w.score_sum / nullif(w.score_count, 0) AS score_mean,
        w.score_min, w.score_max, r.score_p50, r.score_p95,
@@ -163,16 +174,27 @@ LEFT JOIN LATERAL (
 GRANT SELECT ON sqlscore.jobs, sqlscore.job_runs TO PUBLIC;
 
 -- The queueing trigger: the keys of the statement's new rows, in the writer's transaction.
--- SECURITY DEFINER so writers need no privileges on the queue; it only inserts keys.
+-- SECURITY DEFINER so writers need no privileges on the queue. It queues only for the job whose
+-- source the trigger is on (a trigger a role attaches elsewhere with another job's id queues
+-- nothing), and finds the key column by number, so renaming it does not break inserts. A key
+-- already waiting is not queued twice (ON CONFLICT DO NOTHING: the writer waits only if that very
+-- key is being scored at that moment).
 CREATE FUNCTION sqlscore._job_enqueue() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    key_col name;
 BEGIN
-    EXECUTE pg_catalog.format('INSERT INTO sqlscore.job_queue (job_id, key) SELECT $1, n.%I FROM new_rows n',
-                              TG_ARGV[1])
+    SELECT a.attname INTO key_col
+    FROM sqlscore.job_definitions j JOIN pg_attribute a ON a.attrelid = j.source AND a.attnum = j.key_attnum
+    WHERE j.job_id = TG_ARGV[0]::integer AND j.source = TG_RELID AND NOT a.attisdropped;
+    IF key_col IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('INSERT INTO sqlscore.job_queue (job_id, key) SELECT $1, n.%I FROM new_rows n '
+                   'WHERE n.%I IS NOT NULL ON CONFLICT DO NOTHING', key_col, key_col)
         USING TG_ARGV[0]::integer;
     RETURN NULL;
 END $$;
-REVOKE ALL ON FUNCTION sqlscore._job_enqueue() FROM PUBLIC;
 
 -- Claims up to n queued keys of a job above `after`, in key order, skipping keys other workers
 -- hold, and deletes them (the caller's transaction commits or rolls back the claim with its
@@ -208,7 +230,8 @@ END $$;
 -- models it names today are registered. Returns the row to store (job_id and owner unset).
 CREATE FUNCTION sqlscore._job_plan(
     job_name text, source regclass, key name, model text, target regclass,
-    features text[], carry text[], on_error text, outputs text[], batch_size integer
+    features text[], carry text[], on_error text, outputs text[], batch_size integer,
+    check_models boolean DEFAULT true
 ) RETURNS sqlscore.job_definitions LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -221,6 +244,8 @@ DECLARE
     missing text[];
     reserved CONSTANT text[] := '{score,label,probabilities,model,model_version,run_id,scored_at}';
     unique_key boolean;
+    key_num smallint;
+    key_not_null boolean;
 BEGIN
     IF on_error IS NULL OR on_error NOT IN ('raise', 'null', 'reject') THEN
         RAISE EXCEPTION 'job "%": on_error must be ''raise'', ''null'' or ''reject'', not %', job_name,
@@ -234,7 +259,7 @@ BEGIN
         RAISE EXCEPTION 'job "%": batch_size must be between 1 and 1000000, got %', job_name, batch_size
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT a.atttypid::regtype INTO key_type FROM pg_attribute a
+    SELECT a.atttypid::regtype, a.attnum, a.attnotnull INTO key_type, key_num, key_not_null FROM pg_attribute a
     WHERE a.attrelid = source AND a.attname = key AND a.attnum > 0 AND NOT a.attisdropped;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job "%": source % has no column "%"', job_name, source, key
@@ -250,6 +275,11 @@ BEGIN
         RAISE EXCEPTION 'job "%": key column "%" of % has no unique index', job_name, key, source
             USING ERRCODE = 'invalid_table_definition',
                   HINT = format('each row needs its own key: ALTER TABLE %s ADD PRIMARY KEY (%I), or use a bigserial column', source, key);
+    END IF;
+    IF NOT key_not_null THEN
+        RAISE EXCEPTION 'job "%": key column "%" of % may be NULL; a row without a key cannot be tracked', job_name, key, source
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL (a primary key is)', source, key);
     END IF;
     SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO cols FROM pg_attribute a
     WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped;
@@ -279,14 +309,14 @@ BEGIN
     END IF;
     -- The model expression: parsed over the source, and every model it names today registered.
     BEGIN
-        names := sqlscore._job_models(source::text, model);
+        names := CASE WHEN check_models THEN sqlscore._job_models(source::text, model) ELSE '{}' END;
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'job "%": model expression % does not work over %: %', job_name, quote_literal(model), source, SQLERRM
             USING ERRCODE = SQLSTATE,
                   HINT = 'write an SQL expression over the source''s columns: ''churn'', ''churn@3'' or ''anomaly_'' || sensor_id';
     END;
     SELECT array_agg(n ORDER BY n) INTO missing FROM unnest(names) n
-    WHERE n IS NULL OR NOT EXISTS (
+    WHERE (n IS NULL AND _job_plan.on_error = 'raise') OR n IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM sqlscore.model_versions v
         WHERE v.name = split_part(n, '@', 1)
           AND CASE WHEN position('@' IN n) > 0 THEN v.version::text = split_part(n, '@', 2) ELSE v.active END);
@@ -312,7 +342,7 @@ BEGIN
     INTO unique_key;
     j.name := job_name; j.source := source; j.key := key; j.model := model; j.target := target;
     j.features := features; j.carry := carry; j.on_error := on_error; j.outputs := outputs;
-    j.batch_size := batch_size; j.named := features IS NULL;
+    j.batch_size := batch_size; j.named := features IS NULL; j.key_attnum := key_num;
     j.fetch_sql := format('SELECT s.%I::bigint, (%s)::text, %s FROM %s s WHERE s.%I = ANY ($1::bigint[])',
                           key, model, feature_cols, source, key);
     -- $1 keys, $2 run, $3 scores, $4 models, $5 versions, $6 labels, $7 probabilities (as text).
@@ -341,7 +371,7 @@ END $$;
 CREATE FUNCTION sqlscore.create_job(
     name text, source regclass, key name, model text, target text,
     features text[] DEFAULT NULL, carry text[] DEFAULT NULL, on_error text DEFAULT 'reject',
-    outputs text[] DEFAULT '{score}', batch_size integer DEFAULT 10000
+    outputs text[] DEFAULT '{score}', batch_size integer DEFAULT 10000, backfill boolean DEFAULT true
 ) RETURNS void LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -382,8 +412,8 @@ BEGIN
         IF key_type IS NULL THEN
             RAISE EXCEPTION 'job "%": source % has no column "%"', name, source, key USING ERRCODE = 'undefined_column';
         END IF;
-        EXECUTE format('CREATE TABLE %I.%I (%I %s PRIMARY KEY%s, score double precision%s%s, model text NOT NULL, '
-                       'model_version integer NOT NULL, run_id bigint NOT NULL, scored_at timestamptz NOT NULL)',
+        EXECUTE format('CREATE TABLE %I.%I (%I %s PRIMARY KEY%s, score double precision%s%s, model text, '
+                       'model_version integer, run_id bigint NOT NULL, scored_at timestamptz NOT NULL)',
             parts[1], parts[2], key, key_type,
             (SELECT coalesce(string_agg(format(', %I %s', a.attname, format_type(a.atttypid, a.atttypmod)), '' ORDER BY o), '')
              FROM unnest(carry) WITH ORDINALITY u(x, o) JOIN pg_attribute a ON a.attrelid = source AND a.attname = u.x
@@ -395,17 +425,20 @@ BEGIN
         created := true;
     END IF;
     j := sqlscore._job_plan(name, source, key, model, target_rel, features, carry, on_error, outputs, batch_size);
-    INSERT INTO sqlscore.job_definitions (name, source, key, model, target, features, carry, on_error, outputs,
-                                          batch_size, fetch_sql, insert_sql, delete_sql, named)
-    VALUES (j.name, j.source, j.key, j.model, j.target, j.features, j.carry, j.on_error, j.outputs,
-            j.batch_size, j.fetch_sql, j.insert_sql, j.delete_sql, j.named)
+    INSERT INTO sqlscore.job_definitions (name, source, key, key_attnum, model, target, features, carry, on_error,
+                                          outputs, batch_size, fetch_sql, insert_sql, delete_sql, named)
+    VALUES (j.name, j.source, j.key, j.key_attnum, j.model, j.target, j.features, j.carry, j.on_error,
+            j.outputs, j.batch_size, j.fetch_sql, j.insert_sql, j.delete_sql, j.named)
     RETURNING * INTO j;
     -- The trigger first: CREATE TRIGGER waits for writers already inserting into the source, so
     -- every row is either committed before the backlog is read below or queued by the trigger.
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
                    'FOR EACH STATEMENT EXECUTE FUNCTION sqlscore._job_enqueue(%L, %L)',
                    'sqlscore_job_' || j.job_id, source, j.job_id, key);
-    EXECUTE format('INSERT INTO sqlscore.job_queue (job_id, key) SELECT %s, s.%I FROM %s s', j.job_id, key, source);
+    -- backfill => false: only rows inserted from now on are scored.
+    IF backfill THEN
+        EXECUTE format('INSERT INTO sqlscore.job_queue (job_id, key) SELECT %s, s.%I FROM %s s', j.job_id, key, source);
+    END IF;
     RAISE LOG 'sqlscore: job "%" created over %, target % (%)', name, source, j.target,
         CASE WHEN created THEN 'created' ELSE 'existing' END;
 END $$;
@@ -421,7 +454,8 @@ DECLARE
 BEGIN
     p := sqlscore._job_plan(j.name, j.source, j.key, coalesce(model, j.model), j.target,
                             CASE WHEN reset_features THEN NULL ELSE coalesce(features, j.features) END,
-                            j.carry, coalesce(on_error, j.on_error), j.outputs, coalesce(batch_size, j.batch_size));
+                            j.carry, coalesce(on_error, j.on_error), j.outputs, coalesce(batch_size, j.batch_size),
+                            check_models => model IS NOT NULL AND model IS DISTINCT FROM j.model);
     UPDATE sqlscore.job_definitions d
     SET model = p.model, features = p.features, on_error = p.on_error, batch_size = p.batch_size,
         fetch_sql = p.fetch_sql, insert_sql = p.insert_sql, delete_sql = p.delete_sql, named = p.named, changed_at = now()
@@ -460,6 +494,7 @@ RETURNS bigint LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     j sqlscore.job_definitions := sqlscore._job(job_name);
+    p sqlscore.job_definitions;
     run bigint;
     got boolean;
     other record;
@@ -472,12 +507,27 @@ BEGIN
         RAISE EXCEPTION 'job "%": workers must be between 1 and 64, got %', job_name, workers
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF started_by IN ('call', 'cron') THEN
-        got := pg_try_advisory_lock(sqlscore._job_lock_class(), j.job_id);
-    ELSE
-        -- Held until the caller commits; the workers then take it shared.
-        got := pg_try_advisory_xact_lock(sqlscore._job_lock_class(), j.job_id);
+    -- Batches claim with FOR UPDATE SKIP LOCKED, which under a snapshot fixed for the transaction
+    -- would fail on keys other workers claimed meanwhile.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'job "%": runs need READ COMMITTED isolation, not %', job_name, current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'SET default_transaction_isolation = ''read committed'' in this session first';
     END IF;
+    -- A call drops whatever hold this session kept from an earlier run it could not finish
+    -- (cancelled while finishing); its own new hold is taken after its first commit.
+    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
+                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = j.job_id::oid AND k.objsubid = 2
+                  AND k.mode = 'ExclusiveLock') LOOP
+        PERFORM pg_advisory_unlock(sqlscore._job_lock_class(), j.job_id);
+    END LOOP;
+    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
+                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = j.job_id::oid AND k.objsubid = 2
+                  AND k.mode = 'ShareLock') LOOP
+        PERFORM pg_advisory_unlock_shared(sqlscore._job_lock_class(), j.job_id);
+    END LOOP;
+    -- Held until the caller commits; then a call takes it for the session, workers take it shared.
+    got := pg_try_advisory_xact_lock(sqlscore._job_lock_class(), j.job_id);
     IF NOT got THEN
         SELECT r.run_id, r.started_by, r.started_at INTO other FROM sqlscore.job_run_log r
         WHERE r.job_id = j.job_id AND r.status = 'running' ORDER BY r.run_id DESC LIMIT 1;
@@ -485,8 +535,10 @@ BEGIN
             RAISE NOTICE 'job "%" is already running (run %); this scheduled run is skipped', job_name, other.run_id;
             RETURN NULL;
         END IF;
-        RAISE EXCEPTION 'job "%" is already running (run %, started % by %)', job_name,
-            coalesce(other.run_id::text, '?'), coalesce(other.started_at::text, '?'), coalesce(other.started_by, '?')
+        RAISE EXCEPTION 'job "%" is already running (run %, started % by %, backend %)', job_name,
+            coalesce(other.run_id::text, '?'), coalesce(other.started_at::text, '?'), coalesce(other.started_by, '?'),
+            coalesce((SELECT string_agg(k.pid::text, ', ') FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted
+                      AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = j.job_id::oid AND k.objsubid = 2), '?')
             USING ERRCODE = 'lock_not_available',
                   HINT = 'wait for it to finish, or stop it with sqlscore.cancel_run(run_id) or sqlscore.stop_stream(name)';
     END IF;
@@ -500,11 +552,40 @@ BEGIN
           AND r.finished_at < now() - make_interval(days => keep_days));
     DELETE FROM sqlscore.job_run_log r WHERE r.job_id = j.job_id AND r.finished_at < now() - make_interval(days => keep_days);
     DELETE FROM sqlscore.job_rejects x WHERE x.job_id = j.job_id AND x.rejected_at < now() - make_interval(days => keep_days);
-    INSERT INTO sqlscore.job_run_log (job_id, job, started_by, workers)
-    VALUES (j.job_id, j.name, started_by, workers) RETURNING run_id INTO run;
+    -- The source must still be the table the trigger feeds (not dropped and re-created), and the
+    -- batch SQL is regenerated from the catalog (renamed tables and columns are followed).
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = j.source AND t.tgname = 'sqlscore_job_' || j.job_id) THEN
+        RAISE EXCEPTION 'job "%": its trigger on % is missing, so new rows are not being queued', job_name, j.source
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'the source table was probably re-created; drop and create the job again';
+    END IF;
+    p := sqlscore._job_plan(j.name, j.source, (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = j.source AND a.attnum = j.key_attnum),
+                            j.model, j.target, j.features, j.carry, j.on_error, j.outputs, j.batch_size, check_models => false);
+    UPDATE sqlscore.job_definitions d SET key = p.key, fetch_sql = p.fetch_sql, insert_sql = p.insert_sql,
+        delete_sql = p.delete_sql, named = p.named
+    WHERE d.job_id = j.job_id;
+    INSERT INTO sqlscore.job_run_log (job_id, job, started_by, workers, run_as)
+    VALUES (j.job_id, j.name, started_by, workers, j.owner) RETURNING run_id INTO run;
     INSERT INTO sqlscore.job_run_workers (run_id, worker) SELECT run, g FROM generate_series(0, workers - 1) g;
     RAISE LOG 'sqlscore: job "%" run % started (%, % worker(s))', job_name, run, started_by, workers;
     RETURN run;
+END $$;
+
+-- A call's hold on the job for the rest of the run, taken after the run's first commit (so a
+-- CALL inside a transaction block, which cannot commit, never leaves a hold behind).
+CREATE FUNCTION sqlscore._job_hold(run bigint) RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r sqlscore.job_run_log;
+BEGIN
+    SELECT * INTO r FROM sqlscore.job_run_log l WHERE l.run_id = run;
+    IF NOT pg_try_advisory_lock(sqlscore._job_lock_class(), r.job_id) THEN
+        UPDATE sqlscore.job_run_log l SET status = 'failed', finished_at = clock_timestamp(),
+            error = 'another run of the job started first'
+        WHERE l.run_id = run;
+        RAISE EXCEPTION 'job "%" run %: another run of the job started first', r.job, run
+            USING ERRCODE = 'lock_not_available';
+    END IF;
 END $$;
 
 -- Ends one worker's part of a run; the last worker to end finishes the run: its status, the
@@ -532,7 +613,10 @@ BEGIN
         SET status = CASE WHEN state = '57014' THEN 'cancelled' ELSE 'failed' END,
             error = coalesce(l.error, err), finished_at = clock_timestamp()
         WHERE l.run_id = run AND l.status = 'running';
-        IF r.started_by = 'stream' THEN
+        -- A stream stops on an error that another try would repeat; on a passing one
+        -- (serialization, deadlock, lock or resource trouble) it stays marked streaming, for the
+        -- launcher to restart.
+        IF r.started_by = 'stream' AND left(coalesce(state, 'XX'), 2) NOT IN ('40', '53', '55') THEN
             UPDATE sqlscore.job_definitions d SET streaming = false WHERE d.job_id = r.job_id;
         END IF;
         RAISE LOG 'sqlscore: job "%" run % % in worker %: %', r.job, run,
@@ -541,8 +625,7 @@ BEGIN
         SELECT count(*) INTO left_running FROM sqlscore.job_run_workers w WHERE w.run_id = run AND NOT w.finished;
         IF left_running = 0 AND r.status = 'running' THEN
             IF j.job_id IS NOT NULL THEN
-                EXECUTE format('SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY t.score) '
-                               'FROM %s t WHERE t.run_id = $1', j.target) INTO pct USING run;
+                pct := sqlscore._job_percentiles(run);
             END IF;
             UPDATE sqlscore.job_run_log l
             SET status = CASE WHEN l.cancel_requested THEN 'cancelled' ELSE 'succeeded' END,
@@ -554,15 +637,18 @@ BEGIN
                 (SELECT sum(w.rows_rejected) FROM sqlscore.job_run_workers w WHERE w.run_id = run);
         END IF;
     END IF;
-    -- The run's hold on the job (taken by _job_begin or the worker), released by its holder.
-    IF EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
-               AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = r.job_id::oid AND k.mode = 'ExclusiveLock') THEN
+    -- The run's hold on the job (taken by _job_hold or the worker), released by its holder, however
+    -- many times it was taken.
+    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
+                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = r.job_id::oid AND k.objsubid = 2
+                  AND k.mode = 'ExclusiveLock') LOOP
         PERFORM pg_advisory_unlock(sqlscore._job_lock_class(), r.job_id);
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
-               AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = r.job_id::oid AND k.mode = 'ShareLock') THEN
+    END LOOP;
+    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
+                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = r.job_id::oid AND k.objsubid = 2
+                  AND k.mode = 'ShareLock') LOOP
         PERFORM pg_advisory_unlock_shared(sqlscore._job_lock_class(), r.job_id);
-    END IF;
+    END LOOP;
     RETURN msg;
 END $$;
 
@@ -591,10 +677,15 @@ BEGIN
         IF err IS NOT NULL THEN
             err := sqlscore._job_finish(run, worker, err, state);
             COMMIT;
-            IF coalesce(hint, '') OPERATOR(pg_catalog.=) '' THEN
-                RAISE EXCEPTION USING MESSAGE = err, ERRCODE = state;
-            ELSE
+            -- Empty DETAIL/HINT options would print as empty lines.
+            IF coalesce(detail, '') OPERATOR(pg_catalog.<>) '' AND coalesce(hint, '') OPERATOR(pg_catalog.<>) '' THEN
+                RAISE EXCEPTION USING MESSAGE = err, ERRCODE = state, DETAIL = detail, HINT = hint;
+            ELSIF coalesce(detail, '') OPERATOR(pg_catalog.<>) '' THEN
+                RAISE EXCEPTION USING MESSAGE = err, ERRCODE = state, DETAIL = detail;
+            ELSIF coalesce(hint, '') OPERATOR(pg_catalog.<>) '' THEN
                 RAISE EXCEPTION USING MESSAGE = err, ERRCODE = state, HINT = hint;
+            ELSE
+                RAISE EXCEPTION USING MESSAGE = err, ERRCODE = state;
             END IF;
         END IF;
         COMMIT;
@@ -615,6 +706,7 @@ BEGIN
         RETURN;
     END IF;
     COMMIT;
+    PERFORM sqlscore._job_hold(run_id);
     CALL sqlscore._job_drive(run_id, 0);
 END $$;
 
@@ -636,7 +728,7 @@ BEGIN
     IF pg_try_advisory_xact_lock(sqlscore._job_lock_class(), r.job_id) THEN
         UPDATE sqlscore.job_run_log l SET status = 'cancelled', finished_at = clock_timestamp(),
             error = 'cancelled after its backend ended'
-        WHERE l.run_id = r.run_id;
+        WHERE l.run_id = r.run_id AND l.status = 'running';
     END IF;
     IF r.started_by = 'stream' THEN
         UPDATE sqlscore.job_definitions d SET streaming = false WHERE d.job_id = r.job_id;
@@ -668,9 +760,10 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron') THEN
         RAISE EXCEPTION 'schedule_job needs the pg_cron extension in this database (%)', current_database()
             USING ERRCODE = 'feature_not_supported',
-                  HINT = format('install the package postgresql-15-cron, set shared_preload_libraries = ''pg_cron'' '
+                  HINT = format('install pg_cron (Debian/Ubuntu: the package postgresql-%s-cron), set shared_preload_libraries = ''pg_cron'' '
                                 'and cron.database_name = %L in postgresql.conf, restart, then CREATE EXTENSION pg_cron; '
-                                'or run sqlscore.run_job(%L) from any scheduler', current_database(), name);
+                                'or run sqlscore.run_job(%L) from any scheduler',
+                                current_setting('server_version_num')::integer / 10000, current_database(), name);
     END IF;
     EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO id
         USING 'sqlscore:' || name, cron, format('CALL sqlscore.run_job(%L, %L)', name, 'cron');
@@ -715,4 +808,22 @@ BEGIN
     END IF;
     UPDATE sqlscore.job_definitions d SET streaming = true, stream_every = every WHERE d.job_id = j.job_id;
     RETURN sqlscore._job_launch(name, 'stream', 1);
+END $$;
+
+-- Puts rejected rows of a job (of one run, or all) back in its queue, e.g. after fixing the data
+-- or the model; returns how many. Their reject records are removed.
+CREATE FUNCTION sqlscore.requeue_rejects(name text, run_id bigint DEFAULT NULL) RETURNS bigint LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j sqlscore.job_definitions := sqlscore._job(name);
+    n bigint;
+BEGIN
+    WITH gone AS (
+        DELETE FROM sqlscore.job_rejects x
+        WHERE x.job_id = j.job_id AND (requeue_rejects.run_id IS NULL OR x.run_id = requeue_rejects.run_id)
+        RETURNING x.key
+    )
+    INSERT INTO sqlscore.job_queue (job_id, key) SELECT DISTINCT j.job_id, g.key FROM gone g ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
 END $$;

@@ -1,14 +1,19 @@
 """Integration tests of sqlscore scoring jobs (pg_extension/src/jobs.sql) against a live server.
 
 Every check compares what the job wrote with the source itself: the target must hold each
-committed source row exactly once, the runs' progress must add up to the source, and each score
-must be what sqlscore.score('anomaly_' || sensor_id, x) gives for that row.
+committed source row exactly once, the runs' progress must add up to the source (the target's
+primary key would hide a key scored twice; the runs' counts do not), nothing may stay queued,
+and each score must be what sqlscore.score('anomaly_' || sensor_id, x) gives for that row.
 
 Scores are compared with a tolerance of ABS_TOL: a job scores rows in batches (one ONNX Runtime
-call per model and batch) while sqlscore.score scores one row per call, and ONNX Runtime's tree
-ensembles sum in a different order for a batch than for one row, so the two can differ in the last
-bits of a float32 (about 5e-7 for these models). Any real mix-up (wrong row, model or feature)
-is orders of magnitude larger.
+call per model and batch) while sqlscore.score scores one row per call, and ONNX Runtime gives a
+batch results that can differ from one-row calls in the last bits of a float32 (up to about 5e-7
+for these models; a job with batch_size 1 matches sqlscore.score bit for bit). Any real mix-up
+(wrong row, model or feature) is orders of magnitude larger.
+
+Some tests crash-restart (kill -9 of a worker) or restart the server (marker server_restart) and
+need its data directory (SQLSCORE_PGROOT, as scripts/pg-cluster.sh); the pg_cron test waits for
+the next minute (marker cron; -m "not cron" leaves it out).
 
 Run: SQLSCORE_PG_URL=postgres://postgres@127.0.0.1:5498/postgres SQLSCORE_PGROOT=/tmp/sqlscore-pg-t \
      .venv/bin/python -m pytest -q -p no:cacheprovider tests/pg_jobs
@@ -383,9 +388,23 @@ def test_second_run_is_refused(db):
     r = wait_run(c, run2)
     assert r["status"] == "succeeded" and r["finished_at"] > tried_at, r
 
-    # The refused attempts recorded nothing.
+    # A scheduled (pg_cron) run meeting a running one is skipped, not an error.
+    add_rows(c, total, batch=2)
+    run3 = submit(c, "j", 1)
+    assert other.execute("CALL sqlscore.run_job('j', 'cron')").fetchone()["run_id"] is None
+    assert wait_run(c, run3)["status"] == "succeeded"
+
+    # A submit_job whose transaction rolls back starts nothing and leaves nothing behind.
+    t = db.connect(autocommit=False)
+    ghost = one(t, "SELECT sqlscore.submit_job('j', 2)")
+    t.rollback()
+    wait_for(lambda: workers_in(c) == 0, 10, "the workers of a rolled-back submit_job to exit")
+    assert run_row(c, ghost) is None
+
+    # The refused and skipped attempts recorded nothing.
     assert [x["run_id"] for x in c.execute("SELECT run_id FROM sqlscore.job_runs WHERE job = 'j' ORDER BY run_id")] \
-        == [run, run2]
+        == [run, run2, run3]
+    assert one(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
     check_exactly_once(c, "j")
 
 
@@ -474,6 +493,25 @@ def test_stream_scores_new_rows_quickly(db, capsys, record_property):
     assert one(c, "SELECT streaming FROM sqlscore.jobs WHERE name = 'j'") is False
     check_exactly_once(c, "j")
 
+    # A stream sleeping a long interval still stops within moments.
+    run = one(c, "SELECT sqlscore.stream_job('j', '1 hour')")
+    wait_for(lambda: workers_in(c) == 1 and run_row(c, run)["status"] == "running", 5, "the hourly stream to start")
+    time.sleep(0.3)
+    stopped_at = time.monotonic()
+    assert one(c, "SELECT sqlscore.stop_stream('j')") is True
+    wait_for(lambda: workers_in(c) == 0, 5, "an hourly stream's worker to exit after stop_stream")
+    with capsys.disabled():
+        print(f"  an hourly stream stopped {time.monotonic() - stopped_at:.2f} s after stop_stream")
+    assert wait_run(c, run, 5)["status"] == "succeeded"
+
+    # cancel_run of a stream ends it too, for good.
+    run = one(c, "SELECT sqlscore.stream_job('j', '100 ms')")
+    wait_for(lambda: workers_in(c) == 1, 5, "the stream to start")
+    assert one(c, "SELECT sqlscore.cancel_run(%s)", [run]) is True
+    wait_for(lambda: workers_in(c) == 0, 5, "a cancelled stream's worker to exit")
+    assert wait_run(c, run, 5)["status"] == "cancelled"
+    assert one(c, "SELECT streaming FROM sqlscore.jobs WHERE name = 'j'") is False
+
 
 # ---------------------------------------------------------------------------------------------
 # 6. a stream comes back after a server restart (the launcher watches the database postgres)
@@ -506,9 +544,20 @@ def test_stream_survives_server_restart(postgres_db, server):
         assert one(c, f"SELECT count(DISTINCT run_id) FROM {tgt} t JOIN {src} s USING (id) WHERE s.batch = 1") == 1
         assert one(c, f"SELECT min(run_id) FROM {tgt} t JOIN {src} s USING (id) WHERE s.batch = 1") == run2
 
+        # A stream worker ended by pg_terminate_backend is restarted by the launcher too.
+        pid = one(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sqlscore job worker' AND datname = 'postgres'")
+        assert one(c, "SELECT pg_terminate_backend(%s)", [pid]) is True
+        run3 = wait_for(lambda: one(c, "SELECT run_id FROM sqlscore.job_runs WHERE job = %s AND run_id > %s "
+                                       "AND started_by = 'stream' AND status = 'running'", [job, run2]),
+                        20, "the launcher to restart a terminated stream")
+        r2 = run_row(c, run2)
+        assert r2["status"] == "failed" and r2["error"].startswith("interrupted"), r2
+        add_rows(c, 1000, src, batch=2)
+        wait_for(lambda: one(c, f"SELECT count(*) FROM {tgt}") == 6000, 10, "the restarted stream to score new rows")
+
         assert one(c, "SELECT sqlscore.stop_stream(%s)", [job]) is True
         wait_for(lambda: workers_in(c) == 0, 5, "the stream worker to exit")
-        assert wait_run(c, run2, 5)["status"] == "succeeded"
+        assert wait_run(c, run3, 5)["status"] == "succeeded"
         check_exactly_once(c, job, src, tgt)
     finally:
         c = postgres_db.connect()
@@ -557,6 +606,19 @@ def test_on_error_reject_raise_null(db):
     assert backlog(c, "j_raise") == total - 1000
     assert one(c, "SELECT count(*) FROM sqlscore.job_rejects WHERE job = 'j_raise'") == 0
     check_scores(c, target="scores_raise")
+
+    # raise with two background workers: the run fails, both workers stop, and what was
+    # committed and what is still queued add up to the source.
+    create_job(c, "j_raise2", target="scores_raise2", batch_size=100, on_error="raise")
+    run = submit(c, "j_raise2", 2)
+    r = wait_run(c, run)
+    assert r["status"] == "failed" and r["error"], r
+    wait_for(lambda: workers_in(c) == 0, 5, "the failed run's workers to exit")
+    n = one(c, "SELECT count(*) FROM scores_raise2")
+    assert n == r["rows_scored"] and 0 < n < total, (n, r)
+    assert backlog(c, "j_raise2") + n == total
+    assert one(c, "SELECT count(*) FROM scores_raise2 WHERE id = ANY (%s)", [NULL_KEYS]) == 0
+    check_scores(c, target="scores_raise2")
 
     # null: every row written, the NULL rows with a NULL score.
     run = call_run(c, "j_null")
@@ -630,6 +692,15 @@ def test_schedule_job_with_pg_cron(postgres_db):
         drop_job_if_exists(c, job, [tgt, src])
 
 
+def test_schedule_job_needs_pg_cron(db):
+    c = db.connect()
+    make_source(c, 10)
+    create_job(c, "j")
+    with pytest.raises(errors.FeatureNotSupported, match="pg_cron"):
+        c.execute("SELECT sqlscore.schedule_job('j', '* * * * *')")
+    assert one(c, "SELECT schedule FROM sqlscore.jobs WHERE name = 'j'") is None
+
+
 # ---------------------------------------------------------------------------------------------
 # 9. cancel
 
@@ -648,10 +719,80 @@ def test_cancel_async_run_then_rerun(db):
     assert backlog(c, "j") + r["rows_scored"] == total
     assert one(c, "SELECT sqlscore.cancel_run(%s)", [run]) is False  # already ended
 
-    c.execute("SELECT sqlscore.alter_job('j', batch_size => 5000)")
-    run2 = call_run(c, "j")
+    # cancel_run of a CALL running in another session: the CALL stops after its batch.
+    w = db.connect()
+    t = in_thread(lambda: call_run(w, "j"))
+    run2 = wait_for(lambda: running_run(c, "j"), 20, "the CALL to commit a batch", interval=0.005)
+    assert one(c, "SELECT sqlscore.cancel_run(%s)", [run2]) is True
+    t["thread"].join(30)
+    assert t.get("result") == run2, t  # the CALL itself ends without an error
     r2 = run_row(c, run2)
-    assert r2["status"] == "succeeded" and r2["rows_scored"] == total - r["rows_scored"], r2
+    assert r2["status"] == "cancelled" and r2["rows_scored"] > 0, r2
+    done = r["rows_scored"] + r2["rows_scored"]
+    assert done < total and backlog(c, "j") + done == total
+
+    c.execute("SELECT sqlscore.alter_job('j', batch_size => 5000)")
+    run3 = call_run(c, "j")
+    r3 = run_row(c, run3)
+    assert r3["status"] == "succeeded" and r3["rows_scored"] == total - done, r3
+    check_exactly_once(c, "j")
+
+
+def test_cancel_backend_of_call_run_never_leaves_the_job_held(db):
+    """pg_cancel_backend (or statement_timeout) of a CALL run_job, at any moment: the run must
+    end (cancelled) and the job must be free for other sessions while that session lives on."""
+    c = db.connect()
+    make_source(c, 0)
+    # Small batches: many commits, so the cancel lands at all the moments of a run.
+    create_job(c, "j", batch_size=20)
+    rng = random.Random(11)
+    problem = None
+    for attempt in range(40):
+        add_rows(c, 1500, batch=attempt)
+        w = db.connect()
+        pid = w.info.backend_pid
+        t = in_thread(lambda: call_run(w, "j"))
+        wait_for(lambda: running_run(c, "j"), 20, "the CALL to commit a batch", interval=0.002)
+        time.sleep(rng.uniform(0.0, 0.02))
+        one(c, "SELECT pg_cancel_backend(%s)", [pid])
+        t["thread"].join(30)
+        r = c.execute("SELECT * FROM sqlscore.job_runs WHERE job = 'j' ORDER BY run_id DESC LIMIT 1").fetchone()
+        held = one(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s", [pid])
+        if r["status"] == "running" or held:
+            problem = (f"attempt {attempt}: the CALL got {t.get('error') or t.get('result')!r}; its run {r['run_id']} "
+                       f"is left '{r['status']}' and its session {'still holds' if held else 'holds no'} the job's "
+                       "advisory lock, so other sessions' runs are refused until that session disconnects")
+            break
+        assert isinstance(t.get("error"), errors.QueryCanceled) or t.get("result") == r["run_id"], t
+        assert r["status"] in ("cancelled", "succeeded"), r
+        call_run(c, "j")  # from another session, while w is still connected
+    if problem:
+        # Free the job, then check that nothing was lost or scored twice all the same.
+        w.close()
+        wait_for(lambda: one(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]) == 0, 10,
+                 "the cancelled session to end")
+        call_run(c, "j")
+        check_exactly_once(c, "j")
+        pytest.fail(problem, pytrace=False)
+    check_exactly_once(c, "j")
+
+
+def test_run_job_in_a_transaction_block_leaves_nothing_held(db):
+    """CALL run_job needs autocommit; called in a transaction block it must fail and leave the
+    job free (psycopg, like most drivers, opens a transaction block by default)."""
+    c = db.connect()
+    make_source(c, 1000)
+    create_job(c, "j")
+    t = db.connect(autocommit=False)
+    with pytest.raises(psycopg.Error) as e:
+        t.execute("CALL sqlscore.run_job('j')")
+    t.rollback()
+    held = one(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s", [t.info.backend_pid])
+    assert held == 0, (f"after CALL run_job failed in a transaction block ({str(e.value).splitlines()[0]!r}) and "
+                       "ROLLBACK, the session still holds the job's advisory lock: every other session's run_job "
+                       "is refused until it disconnects")
+    assert one(c, "SELECT count(*) FROM sqlscore.job_runs WHERE job = 'j'") == 0
+    call_run(c, "j")
     check_exactly_once(c, "j")
 
 

@@ -36,6 +36,7 @@ fn set_cursor(run: i64, worker: i32, at: Option<i64>) {
 /// What a batch needs of its run and job.
 struct Plan {
     job_id: i32,
+    owner: pg_sys::Oid,
     job: String,
     batch_size: i64,
     fetch_sql: String,
@@ -56,23 +57,75 @@ struct Plan {
 fn _job_step(run: i64, worker: i32, epoch: default!(Option<i64>, "NULL")) -> Result<bool, ErrorReport> {
     let Some(plan) = plan(run)? else { return Ok(false) };
     check_for_interrupts!();
-    Spi::connect_mut(|client| {
-        // A batch touches a few thousand keys of tables whose statistics lag behind (the target
-        // grows by a batch at a time): the planner would pick a sequential scan of the whole
-        // target or source for `key = ANY(keys)`, once per batch. Index access is always right
-        // here; the setting is restored before the batch's own transaction ends.
-        let saved: Option<String> = client
-            .update("SELECT current_setting('enable_seqscan'), set_config('enable_seqscan', 'off', true)", None, &[])
-            .map_err(spi_err(&plan.job, "planning"))?
-            .first()
-            .get(1)
-            .ok()
-            .flatten();
-        let more = step(client, run, worker, epoch, &plan)?;
-        client
-            .update("SELECT set_config('enable_seqscan', $1, true)", None, &[saved.unwrap_or("on".into()).into()])
-            .map_err(spi_err(&plan.job, "planning"))?;
-        Ok(more)
+    as_owner(plan.owner, || {
+        Spi::connect_mut(|client| {
+            // A batch touches a few thousand keys of tables whose statistics lag behind (the target
+            // grows by a batch at a time): the planner would pick a sequential scan of the whole
+            // target or source for `key = ANY(keys)`, once per batch. Index access is always right
+            // here; the setting is restored before the batch's own transaction ends.
+            let saved: Option<String> = client
+                .update(
+                    "SELECT current_setting('enable_seqscan'), set_config('enable_seqscan', 'off', true)",
+                    None,
+                    &[],
+                )
+                .map_err(spi_err(&plan.job, "planning"))?
+                .first()
+                .get(1)
+                .ok()
+                .flatten();
+            let more = step(client, run, worker, epoch, &plan)?;
+            client
+                .update("SELECT set_config('enable_seqscan', $1, true)", None, &[saved.unwrap_or("on".into()).into()])
+                .map_err(spi_err(&plan.job, "planning"))?;
+            Ok(more)
+        })
+    })
+}
+
+/// Runs `f` as the job's owner in a security-restricted operation, whoever runs the job (the
+/// owner, a member, a superuser, the bootstrap superuser of a background worker): the job's SQL
+/// (its model expression, the statements generated from its definition) never runs with more
+/// rights than its owner has, and cannot change role or session settings to get them (PostgreSQL
+/// refuses SET ROLE and SET SESSION AUTHORIZATION inside a restricted operation, as for a
+/// materialized view refresh). An error unwinds through the transaction (or subtransaction)
+/// abort, which restores the user and context itself.
+pub(crate) fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let (mut saved_user, mut saved_context) = (pg_sys::InvalidOid, 0);
+    // SAFETY: plain reads and writes of the backend's current user and security context, inside
+    // a transaction; restored below on success, and by the abort on error.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+        );
+    }
+    let r = f();
+    // SAFETY: restores what was read above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    r
+}
+
+/// The median and 95th percentile of a run's scores, read from the job's target as its owner.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn _job_percentiles(run: i64) -> Result<Option<Vec<Option<f64>>>, ErrorReport> {
+    let (target, owner) = Spi::get_two_with_args::<String, pg_sys::Oid>(
+        "SELECT j.target::text, j.owner::oid FROM sqlscore.job_run_log r \
+         JOIN sqlscore.job_definitions j ON j.job_id = r.job_id WHERE r.run_id = $1",
+        &[run.into()],
+    )
+    .map_err(|e| report(Error::Internal(e.to_string())))?;
+    let (Some(target), Some(owner)) = (target, owner) else { return Ok(None) };
+    as_owner(owner, || {
+        Spi::get_one_with_args::<Vec<Option<f64>>>(
+            &format!(
+                "SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY t.score) FROM {target} t WHERE t.run_id = $1"
+            ),
+            &[run.into()],
+        )
+        .map_err(|e| report(Error::Internal(e.to_string())))
     })
 }
 
@@ -87,7 +140,7 @@ fn plan(run: i64) -> PgResult<Option<Plan>> {
         let rows = client
             .select(
                 "SELECT r.status = 'running' AND NOT r.cancel_requested, j.job_id, j.name, j.batch_size::bigint, \
-                        j.fetch_sql, j.insert_sql, j.named, j.on_error, j.outputs, j.delete_sql \
+                        j.fetch_sql, j.insert_sql, j.named, j.on_error, j.outputs, j.delete_sql, j.owner::oid \
                  FROM sqlscore.job_run_log r JOIN sqlscore.job_definitions j ON j.job_id = r.job_id \
                  WHERE r.run_id = $1",
                 Some(1),
@@ -115,6 +168,7 @@ fn plan(run: i64) -> PgResult<Option<Plan>> {
             on_error: on_error.parse().map_err(report)?,
             outputs: Outputs::parse(outputs.iter().flatten().map(String::as_str)).map_err(report)?,
             delete_sql: row.get(10).map_err(get)?,
+            owner: row.get(11).map_err(get)?.unwrap_or(pg_sys::InvalidOid),
         }))
     })
 }

@@ -31,7 +31,6 @@ enum Mode {
 #[derive(Debug, PartialEq, Eq)]
 struct Assignment {
     database: u32,
-    role: u32,
     job_id: i32,
     run: i64,
     worker: i32,
@@ -41,14 +40,13 @@ struct Assignment {
 impl Assignment {
     fn encode(&self) -> String {
         let mode = if self.mode == Mode::Stream { "stream" } else { "async" };
-        format!("{} {} {} {} {} {mode}", self.database, self.role, self.job_id, self.run, self.worker)
+        format!("{} {} {} {} {mode}", self.database, self.job_id, self.run, self.worker)
     }
 
     fn decode(s: &str) -> Option<Self> {
         let mut it = s.split_whitespace();
         Some(Assignment {
             database: it.next()?.parse().ok()?,
-            role: it.next()?.parse().ok()?,
             job_id: it.next()?.parse().ok()?,
             run: it.next()?.parse().ok()?,
             worker: it.next()?.parse().ok()?,
@@ -78,17 +76,18 @@ fn _job_launch(name: &str, mode: &str, workers: i32) -> Result<i64, ErrorReport>
     )
     .map_err(|e| report(Error::Internal(e.to_string())))?
     .ok_or_else(|| report(Error::Internal("the run was not recorded".into())))?;
-    let (job_id, role) = Spi::get_two_with_args::<i32, pg_sys::Oid>(
-        "SELECT j.job_id, j.owner::oid FROM sqlscore.job_definitions j WHERE j.name = $1",
+    let job_id = Spi::get_one_with_args::<i32>(
+        "SELECT j.job_id FROM sqlscore.job_definitions j WHERE j.name = $1",
         &[name.into()],
     )
-    .map_err(|e| report(Error::Internal(e.to_string())))?;
-    let (job_id, role) = (job_id.unwrap_or_default(), role.unwrap_or(pg_sys::InvalidOid));
+    .map_err(|e| report(Error::Internal(e.to_string())))?
+    .unwrap_or_default();
     // SAFETY: MyDatabaseId and MyProcPid are set for the life of a backend.
     let (database, me) = unsafe { (pg_sys::MyDatabaseId, pg_sys::MyProcPid) };
     let mut pids = Vec::new();
+    let mut handles = Vec::new();
     for worker in 0..workers {
-        let a = Assignment { database: database.to_u32(), role: role.to_u32(), job_id, run, worker, mode };
+        let a = Assignment { database: database.to_u32(), job_id, run, worker, mode };
         let handle = BackgroundWorkerBuilder::new(&format!("sqlscore job {name} run {run} worker {worker}"))
             .set_type("sqlscore job worker")
             .set_library("sqlscore")
@@ -102,6 +101,7 @@ fn _job_launch(name: &str, mode: &str, workers: i32) -> Result<i64, ErrorReport>
             .map_err(|_| no_worker(name))?;
         let pid = handle.wait_for_startup().map_err(|_| no_worker(name))?;
         pids.push(pid);
+        handles.push(handle);
     }
     // Wait (briefly) until every worker is queued on the job's lock: when this transaction
     // commits they are granted it before any other run can take it.
@@ -114,8 +114,15 @@ fn _job_launch(name: &str, mode: &str, workers: i32) -> Result<i64, ErrorReport>
         )
         .map_err(|e| report(Error::Internal(e.to_string())))?
         .unwrap_or(0);
-        if queued >= pids.len() as i64 || Instant::now() > deadline {
+        if queued >= pids.len() as i64 {
             break;
+        }
+        // A worker that exited before queuing (it could not connect, say) fails the start: the
+        // run would otherwise wait forever for its part.
+        if handles.iter().any(|h| h.pid().is_err()) || Instant::now() > deadline {
+            return Err(report(Error::Internal(format!(
+                "job \"{name}\": a background worker exited while starting (see the server log)"
+            ))));
         }
         check_for_interrupts!();
         std::thread::sleep(Duration::from_millis(5));
@@ -221,7 +228,9 @@ fn drain(a: &Assignment, epoch: i64) -> bool {
     }
 }
 
-/// The main function of an async or streaming worker.
+/// The main function of an async or streaming worker. It connects as the bootstrap superuser
+/// (a job's owner may be a role that cannot log in) and does its bookkeeping so; every statement
+/// of the job itself runs as the owner, in a security-restricted operation (`step::as_owner`).
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn sqlscore_job_worker(_arg: pg_sys::Datum) {
@@ -231,7 +240,9 @@ pub extern "C-unwind" fn sqlscore_job_worker(_arg: pg_sys::Datum) {
         pgrx::log!("sqlscore worker: bad assignment {:?}", BackgroundWorker::get_extra());
         return;
     };
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(a.database.into()), Some(a.role.into()));
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(a.database.into()), None);
+    // Claims use SKIP LOCKED, which needs a fresh snapshot per statement.
+    in_transaction(|| Spi::run("SET default_transaction_isolation = 'read committed'")).expect("setting isolation");
     // Granted once the transaction that started the run commits.
     in_transaction(|| Spi::run(&format!("SELECT pg_catalog.pg_advisory_lock_shared({LOCK_CLASS}, {})", a.job_id)))
         .expect("taking the job lock");
@@ -304,6 +315,10 @@ fn stream(a: &Assignment) {
     }
 }
 
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 /// Registers the launcher when the library is preloaded (`shared_preload_libraries`).
 pub fn register_launcher() {
     BackgroundWorkerBuilder::new("sqlscore launcher")
@@ -352,11 +367,10 @@ pub extern "C-unwind" fn sqlscore_launcher(_arg: pg_sys::Datum) {
         });
         for name in orphans {
             pgrx::log!("sqlscore launcher: restarting the stream of job \"{name}\"");
-            let started = in_transaction(|| {
-                Spi::get_one_with_args::<i64>("SELECT sqlscore._job_launch($1, 'stream', 1)", &[name.as_str().into()])
-            });
-            if let Ok(Some(run)) = started {
-                pgrx::log!("sqlscore launcher: job \"{name}\" streams again as run {run}");
+            let sql = format!("SELECT sqlscore._job_launch({}, 'stream', 1) IS NOT NULL", quote_literal(&name));
+            match try_batch(&sql) {
+                Ok(_) => pgrx::log!("sqlscore launcher: job \"{name}\" streams again"),
+                Err(f) => pgrx::log!("sqlscore launcher: could not restart job \"{name}\": {}", f.message),
             }
         }
         if !BackgroundWorker::wait_latch(Some(Duration::from_secs(5))) {

@@ -113,6 +113,13 @@ SELECT hint_of($$SELECT sqlscore.schedule_job('j', '*/5 * * * *')$$) AS schedule
 SELECT try($$CALL sqlscore.run_job('j_none')$$);
 SELECT try($$SELECT sqlscore.stream_job('j', '0 seconds')$$);
 
+-- Rejected rows can be put back in the queue once fixed.
+UPDATE j_readings SET x = 0.25 WHERE note = 'null x';
+SELECT sqlscore.requeue_rejects('j') AS requeued;
+CALL sqlscore.run_job('j');
+SELECT (SELECT count(*) FROM sqlscore.job_rejects) AS rejects, o.score IS NOT NULL AS scored
+FROM j_out o JOIN j_readings r USING (id) WHERE r.note = 'null x';
+
 -- Other roles see and run only their own jobs.
 CREATE ROLE j_other;
 GRANT SELECT, INSERT ON j_readings TO j_other;
@@ -126,6 +133,49 @@ WITH u AS (UPDATE sqlscore.job_definitions SET model = '''x''' WHERE name = 'j' 
 INSERT INTO j_readings (sensor_id, x, note) VALUES (0, 0.2, 'by other');
 RESET ROLE;
 SELECT backlog FROM sqlscore.jobs WHERE name = 'j';
+
+-- A role that is not a superuser creates and runs its own job; whoever runs it (here a
+-- superuser), the job's SQL runs as its owner, and cannot change role.
+CREATE ROLE j_alice;
+CREATE SCHEMA j_alice AUTHORIZATION j_alice;
+CREATE TABLE j_alice.seen (who text);
+ALTER TABLE j_alice.seen OWNER TO j_alice;
+CREATE FUNCTION j_alice.model_for(sensor int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO j_alice.seen VALUES (current_user);
+    RETURN 'j_anomaly_' || sensor;
+END $$;
+ALTER FUNCTION j_alice.model_for(int) OWNER TO j_alice;
+SET ROLE j_alice;
+CREATE TABLE j_alice.readings (id bigserial PRIMARY KEY, sensor_id int, x float8);
+INSERT INTO j_alice.readings (sensor_id, x) SELECT i % 3, i FROM generate_series(1, 30) i;
+SELECT sqlscore.create_job('alice', 'j_alice.readings', 'id', 'j_alice.model_for(sensor_id)', 'scores', features => '{x}');
+CALL sqlscore.run_job('alice');
+RESET ROLE;
+TRUNCATE j_alice.seen;
+INSERT INTO j_alice.readings (sensor_id, x) VALUES (1, 0.5);
+CALL sqlscore.run_job('alice');
+SELECT DISTINCT who FROM j_alice.seen;
+SELECT run_as, status, rows_scored FROM sqlscore.job_runs WHERE job = 'alice' ORDER BY run_id;
+CREATE OR REPLACE FUNCTION j_alice.model_for(sensor int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('role', 'postgres', false);
+    RETURN 'j_anomaly_' || sensor;
+END $$;
+INSERT INTO j_alice.readings (sensor_id, x) VALUES (1, 0.5);
+CALL sqlscore.run_job('alice');
+SELECT sqlscore.drop_job('alice', drop_target => true);
+DROP SCHEMA j_alice CASCADE;
+DROP ROLE j_alice;
+
+-- on_error => 'null' writes a row whose model expression is NULL, with NULL model and score.
+CREATE TABLE j_nullmodel (id bigserial PRIMARY KEY, sensor_id int, x float8);
+INSERT INTO j_nullmodel (sensor_id, x) VALUES (0, 0.1), (NULL, 0.2);
+SELECT sqlscore.create_job('jn', 'j_nullmodel', 'id', $$'j_anomaly_' || sensor_id$$, 'j_nullmodel_out',
+                           features => '{x}', on_error => 'null');
+CALL sqlscore.run_job('jn');
+SELECT id, model, model_version, score IS NULL AS null_score FROM j_nullmodel_out ORDER BY id;
+SELECT sqlscore.drop_job('jn', drop_target => true);
 
 -- drop_job removes the trigger, queue and history; the target stays unless asked.
 SELECT sqlscore.drop_job('j');
