@@ -111,7 +111,8 @@ test-pg: venv pg-install-test cli
 	scripts/pg-regress.sh && \
 	SQLSCORE_PG_URL=$(PG_URL) $(CARGO) test --release -p sqlscore-cli --test postgres && \
 	SQLSCORE_PG_URL=$(PG_URL) FUZZ_REQUIRE_PG=1 FUZZ_PG_LOG=$${SQLSCORE_PGROOT:-/tmp/sqlscore-pg}/server.log \
-	  $(PY) -m pytest -q -p no:cacheprovider tests/fuzz/test_fuzz.py::test_fuzz_postgres
+	  $(PY) -m pytest -q -p no:cacheprovider tests/fuzz/test_fuzz.py::test_fuzz_postgres && \
+	SQLSCORE_PG_URL=$(PG_URL) $(PY) -m pytest -q -p no:cacheprovider tests/pg_jobs
 
 # The long fuzz run against both engines (shipped builds): FUZZ_CALLS generated calls per engine
 # (default 20000, about 10 minutes) from FUZZ_SEED, plus every targeted case. `make test` runs 1000.

@@ -514,8 +514,7 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state',
                   HINT = 'SET default_transaction_isolation = ''read committed'' in this session first';
     END IF;
-    -- A call drops whatever hold this session kept from an earlier run it could not finish
-    -- (cancelled while finishing); its own new hold is taken after its first commit.
+    -- A call drops whatever hold this session kept from an earlier run it could not finish.
     WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
                   AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = j.job_id::oid AND k.objsubid = 2
                   AND k.mode = 'ExclusiveLock') LOOP
@@ -526,8 +525,17 @@ BEGIN
                   AND k.mode = 'ShareLock') LOOP
         PERFORM pg_advisory_unlock_shared(sqlscore._job_lock_class(), j.job_id);
     END LOOP;
-    -- Held until the caller commits; then a call takes it for the session, workers take it shared.
-    got := pg_try_advisory_xact_lock(sqlscore._job_lock_class(), j.job_id);
+    IF started_by IN ('call', 'cron') THEN
+        -- Held by this session for the whole run; released by _job_finish, or by the backend if
+        -- the CALL ends by an error outside the run's own handling (_job_watch_hold).
+        got := pg_try_advisory_lock(sqlscore._job_lock_class(), j.job_id);
+        IF got THEN
+            PERFORM sqlscore._job_watch_hold(j.job_id);
+        END IF;
+    ELSE
+        -- Held until the caller commits; the workers then take it shared.
+        got := pg_try_advisory_xact_lock(sqlscore._job_lock_class(), j.job_id);
+    END IF;
     IF NOT got THEN
         SELECT r.run_id, r.started_by, r.started_at INTO other FROM sqlscore.job_run_log r
         WHERE r.job_id = j.job_id AND r.status = 'running' ORDER BY r.run_id DESC LIMIT 1;
@@ -569,23 +577,6 @@ BEGIN
     INSERT INTO sqlscore.job_run_workers (run_id, worker) SELECT run, g FROM generate_series(0, workers - 1) g;
     RAISE LOG 'sqlscore: job "%" run % started (%, % worker(s))', job_name, run, started_by, workers;
     RETURN run;
-END $$;
-
--- A call's hold on the job for the rest of the run, taken after the run's first commit (so a
--- CALL inside a transaction block, which cannot commit, never leaves a hold behind).
-CREATE FUNCTION sqlscore._job_hold(run bigint) RETURNS void LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r sqlscore.job_run_log;
-BEGIN
-    SELECT * INTO r FROM sqlscore.job_run_log l WHERE l.run_id = run;
-    IF NOT pg_try_advisory_lock(sqlscore._job_lock_class(), r.job_id) THEN
-        UPDATE sqlscore.job_run_log l SET status = 'failed', finished_at = clock_timestamp(),
-            error = 'another run of the job started first'
-        WHERE l.run_id = run;
-        RAISE EXCEPTION 'job "%" run %: another run of the job started first', r.job, run
-            USING ERRCODE = 'lock_not_available';
-    END IF;
 END $$;
 
 -- Ends one worker's part of a run; the last worker to end finishes the run: its status, the
@@ -637,8 +628,11 @@ BEGIN
                 (SELECT sum(w.rows_rejected) FROM sqlscore.job_run_workers w WHERE w.run_id = run);
         END IF;
     END IF;
-    -- The run's hold on the job (taken by _job_hold or the worker), released by its holder, however
+    -- The run's hold on the job (taken by _job_begin for a call, by the worker otherwise), released by its holder, however
     -- many times it was taken.
+    IF r.started_by IN ('call', 'cron') THEN
+        PERFORM sqlscore._job_watch_hold(0);  -- released just below
+    END IF;
     WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
                   AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = r.job_id::oid AND k.objsubid = 2
                   AND k.mode = 'ExclusiveLock') LOOP
@@ -701,12 +695,18 @@ END $$;
 CREATE PROCEDURE sqlscore.run_job(name text, started_by text DEFAULT 'call', INOUT run_id bigint DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- It commits every batch: inside a transaction block (a driver's autocommit off) it could
+    -- not, so it refuses before taking anything.
+    IF sqlscore._job_in_transaction_block() THEN
+        RAISE EXCEPTION 'sqlscore.run_job commits after every batch, so it cannot run inside a transaction block'
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'call it in autocommit mode (psql does; in psycopg: connect(..., autocommit=True)), or use sqlscore.submit_job';
+    END IF;
     run_id := sqlscore._job_begin(name, started_by, 1);
     IF run_id IS NULL THEN
         RETURN;
     END IF;
     COMMIT;
-    PERFORM sqlscore._job_hold(run_id);
     CALL sqlscore._job_drive(run_id, 0);
 END $$;
 

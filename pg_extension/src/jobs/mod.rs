@@ -62,3 +62,63 @@ fn single_select(sql: &str, expr: &str) -> Result<(), ErrorReport> {
     }
     Ok(())
 }
+
+/// The job whose run this session holds (a `CALL run_job` in progress), released if the CALL
+/// ends by an error anywhere: a cancel or `statement_timeout` may land between two batches, after
+/// a COMMIT and outside the procedure's exception block, and must not leave the job held.
+static HELD_JOB: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static CALLBACK: std::sync::Once = std::sync::Once::new();
+
+fn advisory_tag(job_id: i32) -> pg_sys::LOCKTAG {
+    // SAFETY: MyDatabaseId is set for the life of a backend connected to a database.
+    let db = unsafe { pg_sys::MyDatabaseId };
+    // SET_LOCKTAG_ADVISORY(tag, db, key1, key2, 2): the two-int4 form of pg_advisory_lock.
+    pg_sys::LOCKTAG {
+        locktag_field1: db.to_u32(),
+        locktag_field2: 1_397_838_659,
+        locktag_field3: job_id as u32,
+        locktag_field4: 2,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn release_on_abort(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    if event != pg_sys::XactEvent::XACT_EVENT_ABORT {
+        return;
+    }
+    let job_id = HELD_JOB.swap(0, std::sync::atomic::Ordering::Relaxed);
+    if job_id == 0 {
+        return;
+    }
+    let tag = advisory_tag(job_id);
+    // SAFETY: session-level advisory locks are released with LockRelease(sessionLock = true),
+    // only while this backend holds one (each call drops one of possibly several holds).
+    unsafe {
+        while pg_sys::LockHeldByMe(&tag, pg_sys::ExclusiveLock as i32) {
+            if !pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as i32, true) {
+                break;
+            }
+        }
+    }
+}
+
+/// Whether this statement runs inside an explicit transaction block (`BEGIN ... COMMIT`), where a
+/// procedure cannot commit.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _job_in_transaction_block() -> bool {
+    // SAFETY: reads the current transaction's block state; valid inside any function call.
+    unsafe { pg_sys::IsTransactionBlock() }
+}
+
+/// Called by `_job_begin` once a call holds the job for this session (by `_job_finish` with 0).
+#[pg_extern(volatile, parallel_unsafe)]
+fn _job_watch_hold(job_id: i32) {
+    CALLBACK.call_once(|| {
+        // SAFETY: registers a process-wide callback once per backend; it only touches the lock
+        // manager for a lock this backend holds.
+        unsafe { pg_sys::RegisterXactCallback(Some(release_on_abort), std::ptr::null_mut()) };
+    });
+    HELD_JOB.store(job_id, std::sync::atomic::Ordering::Relaxed);
+}

@@ -110,7 +110,9 @@ SELECT try($$SELECT sqlscore.cancel_run(-1)$$);
 SELECT sqlscore.cancel_run(:run) AS cancelled_finished_run;
 SELECT try($$SELECT sqlscore.schedule_job('j', '*/5 * * * *')$$);
 SELECT hint_of($$SELECT sqlscore.schedule_job('j', '*/5 * * * *')$$) AS schedule_hint;
-SELECT try($$CALL sqlscore.run_job('j_none')$$);
+CALL sqlscore.run_job('j_none');
+-- A CALL that cannot commit (here inside try()'s exception block) is refused before anything starts.
+SELECT try($$CALL sqlscore.run_job('j')$$) AS cannot_commit;
 SELECT try($$SELECT sqlscore.stream_job('j', '0 seconds')$$);
 
 -- Rejected rows can be put back in the queue once fixed.
@@ -127,7 +129,7 @@ GRANT USAGE ON SEQUENCE j_readings_id_seq TO j_other;
 SET ROLE j_other;
 SELECT count(*) AS visible_jobs FROM sqlscore.jobs;
 SELECT count(*) AS visible_runs FROM sqlscore.job_runs;
-SELECT try($$CALL sqlscore.run_job('j')$$);
+CALL sqlscore.run_job('j');
 WITH u AS (UPDATE sqlscore.job_definitions SET model = '''x''' WHERE name = 'j' RETURNING 1) SELECT count(*) AS changed FROM u;
 -- Writers need no privileges on the queue: the trigger queues for them.
 INSERT INTO j_readings (sensor_id, x, note) VALUES (0, 0.2, 'by other');
