@@ -104,7 +104,7 @@ pub struct RowOutcome {
 
 /// Groups row indexes by the model each row names, in first-seen order. Rows naming no model
 /// (a NULL model expression) come back separately.
-pub fn group_by_model<'a>(models: &'a [Option<String>]) -> (Vec<(&'a str, Vec<usize>)>, Vec<usize>) {
+pub fn group_by_model(models: &[Option<String>]) -> (Vec<(&str, Vec<usize>)>, Vec<usize>) {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
     let mut unnamed = Vec::new();

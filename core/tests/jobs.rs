@@ -47,9 +47,9 @@ fn grouped_scores_equal_each_model_alone_and_reject_only_null_rows() {
             .bound_by_position();
     let out = score_grouped(&batch, &names, resolver(&models), Outputs::default(), OnError::Reject, OPTS).unwrap();
     assert_eq!(out.len(), values.len());
-    for s in 0..3 {
+    for (s, model) in models.iter().enumerate() {
         let rows: Vec<usize> = (0..values.len()).filter(|r| r % 3 == s && batch.columns[0].is_valid(*r)).collect();
-        let alone = models[s].predict("m", &batch, &rows, Want::Score, OPTS).unwrap().into_scores();
+        let alone = model.predict("m", &batch, &rows, Want::Score, OPTS).unwrap().into_scores();
         for (r, want) in rows.iter().zip(alone) {
             assert_eq!(out[*r].score, want, "row {r}");
             assert_eq!(out[*r].version, Some(7));

@@ -108,8 +108,8 @@ pub unsafe fn copy_tuptable(
         Leading::Key => 1,
         Leading::KeyAndModel => 2,
     };
-    // SAFETY (for the block): the caller guarantees a live tuple table; its tupdesc describes
-    // every tuple, and each datum is read with its column's type before SPI frees the table.
+    // SAFETY: the caller guarantees a live tuple table; its tupdesc describes every tuple, and
+    // each datum is read with its column's type before SPI frees the table.
     unsafe {
         let desc = (*table).tupdesc;
         let natts = (*desc).natts as usize;
