@@ -134,7 +134,7 @@ bench-pg: venv pg-install cli
 
 # Scoring jobs (bench/jobs_bench.py): run_job, submit_job with 1 and 2 workers and the Python
 # pipeline over JOBS_ROWS readings scored by JOBS_MODELS per-sensor models, then COPY ingest and
-# commit->score latency with a stream. ~15 min at the defaults on the 2-core machine; a quick
+# commit->score latency with a stream. About 8 min at the defaults on an idle 2-core machine; a quick
 # check: make bench-jobs JOBS_ROWS=200000 JOBS_MODELS=50
 JOBS_ROWS ?= 10000000
 JOBS_MODELS ?= 1000

@@ -22,7 +22,14 @@ fast as possible): ingest rows/s with no job, with the job defined but no stream
 sqlscore.stream_job('bench', '100 ms') active; then commit->score latency at a paced ingest
 (--pace-rows rows/s for --stream-seconds s) with the stream active.
 
+Order: setup, Python pipeline, run_job, submit_job x1, x2, streaming (--only picks phases). Each
+job phase also reports the CPU seconds per 1M rows of the processes doing the work and the
+machine's other load (cores busy beyond them): on a small shared machine the rows/s move with
+whatever else runs, the CPU per row does not.
+
 Prints a table with the issue's targets and writes JSON (--json, default target/bench/jobs.json).
+Small sizes (e.g. --rows 200000 --models 50) check that everything works; their batches are a large
+fraction of the table, for which PostgreSQL plans sequential scans, so take figures at >= 2M rows.
 """
 import argparse
 import datetime as dt
@@ -45,6 +52,7 @@ FEATURES = ("f0", "f1", "f2", "f3")
 PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 TS0_US = int((dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc) - PG_EPOCH).total_seconds()) * 1_000_000
 MODEL_EXPR = "'anomaly_' || sensor_id"
+PHASES = ("python", "run_job", "submit_1", "submit_2", "stream")
 # Bumped when the generated models change, so a stale cache is never used.
 MODEL_GEN = 1
 
@@ -71,11 +79,47 @@ def proc_cpu(pid):
         return None
 
 
+def proc_cpu_with_children(pid):
+    """CPU seconds of `pid` and of its children that have ended (the postmaster reaps them)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / _TICK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+POSTMASTER = None  # the server's postmaster pid when it runs on this machine (set in main)
+
+
+def cluster_cpu():
+    """CPU seconds used so far by the whole PostgreSQL cluster: the postmaster, its ended children
+    and its live ones (backends, background workers, autovacuum, WAL writer, checkpointer)."""
+    if POSTMASTER is None:
+        return None
+    total = proc_cpu_with_children(POSTMASTER)
+    if total is None:
+        return None
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == POSTMASTER:
+                    total += (int(fields[11]) + int(fields[12])) / _TICK
+            except (OSError, IndexError, ValueError):
+                pass
+    return total
+
+
 class Machine:
-    """Busy CPU seconds of the whole machine between start and stop."""
+    """What the machine did between start and stop: busy cores, and, given the CPU of the
+    processes doing the measured work, how much went to the rest of the cluster (its background
+    processes: autovacuum, WAL writer, checkpointer) and to processes outside it."""
 
     def __init__(self):
         self.t0, self.busy0 = time.perf_counter(), self._busy()
+        self.cluster0, self.client0 = cluster_cpu(), time.process_time()
 
     @staticmethod
     def _busy():
@@ -86,15 +130,21 @@ class Machine:
         except (OSError, ValueError):
             return None
 
-    def stop(self, own_cpu_s=None):
+    def stop(self, server_cpu_s=None, count_client=False):
+        """server_cpu_s: CPU of the backends/workers doing the work; count_client: the work includes
+        this script's own CPU (the Python pipeline)."""
         wall = time.perf_counter() - self.t0
-        busy1 = self._busy()
-        if self.busy0 is None or busy1 is None:
-            return {}
-        out = {"busy_cores": (busy1 - self.busy0) / wall}
-        if own_cpu_s is not None:
-            out["own_cpu_s"] = own_cpu_s
-            out["other_cores"] = max(0.0, (busy1 - self.busy0 - own_cpu_s) / wall)
+        busy1, cluster1, client = self._busy(), cluster_cpu(), time.process_time() - self.client0
+        out = {}
+        if self.busy0 is not None and busy1 is not None:
+            out["busy_cores"] = (busy1 - self.busy0) / wall
+        if server_cpu_s is not None:
+            out["own_cpu_s"] = server_cpu_s + (client if count_client else 0.0)
+        if server_cpu_s is not None and self.cluster0 is not None and cluster1 is not None:
+            cluster = cluster1 - self.cluster0
+            out["pg_background_cores"] = max(0.0, (cluster - server_cpu_s) / wall)
+            if "busy_cores" in out:
+                out["outside_cores"] = max(0.0, out["busy_cores"] - (cluster + client) / wall)
         return out
 
 
@@ -411,7 +461,7 @@ def python_pipeline(url, model_dir, chunk, timers):
     with psycopg.connect(url) as con:
         pid = one(con, "SELECT pg_backend_pid()")
         con.commit()
-        backend0, client0 = proc_cpu(pid), time.process_time()
+        backend0 = proc_cpu(pid)
         while True:
             with con.transaction():
                 t = time.perf_counter()
@@ -442,8 +492,7 @@ def python_pipeline(url, model_dir, chunk, timers):
             timers["write_s"] += t3 - t2
             total += len(rows)
         backend1 = proc_cpu(pid)
-        timers["own_cpu_s"] = time.process_time() - client0 + (
-            backend1 - backend0 if backend0 is not None and backend1 is not None else 0.0)
+        timers["backend_cpu_s"] = backend1 - backend0 if backend0 is not None and backend1 is not None else None
     return total
 
 
@@ -461,7 +510,7 @@ def phase_python(args, model_dir):
     t0 = time.perf_counter()
     n = python_pipeline(args.url, model_dir, chunk, timers)
     s = time.perf_counter() - t0
-    timers.update(m.stop(timers.pop("own_cpu_s")))
+    timers.update(m.stop(timers.pop("backend_cpu_s"), count_client=True))
     if n != args.rows:
         raise SystemExit(f"Python pipeline scored {n} rows, expected {args.rows}")
     log(f"  {s:.2f} s, {args.rows / s:,.0f} rows/s (fetch {timers['fetch_s']:.1f} s, score {timers['score_s']:.1f} s, "
@@ -488,7 +537,9 @@ def ingest(con, payloads, rows, batch):
         copy_in(con, payloads[k % len(payloads)])
         done += batch
         k += 1
-    return time.perf_counter() - t, m.stop()
+    took = time.perf_counter() - t
+    machine = m.stop(0.0)
+    return took, {k: v for k, v in machine.items() if k in ("busy_cores", "outside_cores")}
 
 
 def wait_backlog_empty(con, timeout):
@@ -620,13 +671,14 @@ def report(args, res):
                      f"COPY load {st['load']['s']:.1f} s ({rps(st['load']['rows_per_s'])} rows/s)")
     lines.append("")
     def cpu_cols(r):
-        per_m = f"{r['own_cpu_s'] / args.rows * 1e6:.1f}" if r.get("own_cpu_s") is not None else ""
-        other = f"{r['other_cores']:.2f}" if r.get("other_cores") is not None else ""
-        return f"{per_m} | {other}"
+        def f(key, scale=1.0, fmt="{:.2f}"):
+            return fmt.format(r[key] * scale) if r.get(key) is not None else ""
+        return (f"{f('own_cpu_s', 1e6 / args.rows, '{:.1f}')} | {f('pg_background_cores')} | "
+                f"{f('outside_cores')}")
 
     lines.append("| incremental job over the full backlog | seconds | rows/s | first 1/4 rows/s | last 1/4 rows/s "
-                 "| CPU s per 1M rows | other load (cores) |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+                 "| CPU s per 1M rows | PG background (cores) | outside load (cores) |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for key, label in [("run_job", "CALL sqlscore.run_job"), ("submit_1", "submit_job, 1 worker"),
                        ("submit_2", "submit_job, 2 workers")]:
         if key in res:
@@ -638,21 +690,22 @@ def report(args, res):
         lines.append(f"| Python pipeline (watermark, {r['chunk']:,}-row chunks, ORT per sensor, COPY) | {r['s']:.2f} | "
                      f"{rps(r['rows_per_s'])} | | | {cpu_cols(r)} |")
         lines.append(f"|   of which fetch {r['fetch_s']:.1f} s, score {r['score_s']:.1f} s, write {r['write_s']:.1f} s "
-                     "| | | | | | |")
-    lines.append("(CPU: the scoring backend or workers; for Python, the script and its backend. Other load: the "
-                 "machine's busy cores beyond that: PostgreSQL's own background processes, or other work on the machine)")
+                     "| | | | | | | |")
+    lines.append("(CPU: the scoring backend or workers; for Python, the script and its backend. PG background: the "
+                 "rest of the cluster (autovacuum, WAL writer, checkpointer). Outside: other processes on the machine; "
+                 "rows/s are only comparable where it is ~0)")
     if "run_job" in res:
         lines.append(f"(create_job, which queues the whole table: {res['run_job']['create_job_s']:.1f} s, not included)")
     if "stream" in res:
         s = res["stream"]
         lines.append("")
         lines.append(f"| COPY ingest, {args.stream_rows:,} rows in {args.copy_batch:,}-row transactions | seconds | rows/s "
-                     "| busy cores |")
-        lines.append("|---|---:|---:|---:|")
+                     "| busy cores | outside load (cores) |")
+        lines.append("|---|---:|---:|---:|---:|")
         for key, label in [("no_job", "no job"), ("job_no_stream", "job defined, no stream"),
                            ("stream", "stream_job('bench', '100 ms') active")]:
-            busy = f"{s[key]['busy_cores']:.2f}" if "busy_cores" in s[key] else ""
-            lines.append(f"| {label} | {s[key]['s']:.2f} | {rps(s[key]['rows_per_s'])} | {busy} |")
+            cols = [f"{s[key][k]:.2f}" if k in s[key] else "" for k in ("busy_cores", "outside_cores")]
+            lines.append(f"| {label} | {s[key]['s']:.2f} | {rps(s[key]['rows_per_s'])} | {' | '.join(cols)} |")
         lines.append(f"(with the stream: backlog drained {s['stream']['drain_after_ingest_s']:.2f} s after the last COPY; "
                      f"{rps(s['stream']['scored_rows_per_s'])} rows/s ingested and scored)")
         L = s["latency"]
@@ -712,16 +765,25 @@ def main():
     ap.add_argument("--pace-rows", type=int, default=10_000, help="paced ingest rate, rows/s")
     ap.add_argument("--pace-batch", type=int, default=1_000, help="rows per COPY transaction at the paced rate")
     ap.add_argument("--poll", type=float, default=0.1, help="seconds between polls of job_runs")
-    ap.add_argument("--only", default="run_job,submit_1,submit_2,python,stream",
-                    help="comma-separated phases to run (setup always runs)")
+    ap.add_argument("--only", default=",".join(PHASES),
+                    help=f"comma-separated phases to run, of {','.join(PHASES)} (setup always runs)")
     ap.add_argument("--json", default=str(ROOT / "target" / "bench" / "jobs.json"), help="where to write results ('' for none)")
     args = ap.parse_args()
-    phases = set(args.only.split(","))
+    phases = set(filter(None, args.only.split(",")))
+    if phases - set(PHASES):
+        ap.error(f"unknown phase(s) {', '.join(sorted(phases - set(PHASES)))}; known: {', '.join(PHASES)}")
 
     paths = ensure_models(args)
     res = {"params": {k: v for k, v in vars(args).items() if k != "url"}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    global POSTMASTER
     with connect(args.url) as con:
         res["server"] = one(con, "SHOW server_version")
+        try:
+            pm = int(one(con, "SELECT split_part(pg_read_file('postmaster.pid'), E'\\n', 1)"))
+            if (Path("/proc") / str(pm)).exists():
+                POSTMASTER = pm
+        except (psycopg.Error, ValueError, TypeError):
+            pass
     t_all = time.perf_counter()
     res["setup"] = setup(args, paths)
     if "python" in phases:
