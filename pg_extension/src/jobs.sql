@@ -2,12 +2,14 @@
 -- submit_job, stream_job, schedule_job), monitored (jobs, job_runs, job_rejects).
 --
 -- Exactly once. A statement-level AFTER INSERT trigger on the source puts the new rows' keys in
--- sqlscore.job_queue in the writer's own transaction: a key appears when (and only if) its row
--- commits, whatever order writers commit in. A batch deletes up to batch_size keys from the queue
--- (FOR UPDATE SKIP LOCKED, so workers never wait on one another), scores their rows, writes the
--- results and its progress, and commits all of that together: a batch either happened entirely
--- or not at all, so a killed run loses nothing and a re-run scores nothing twice. The queue holds
--- only the backlog (about 50 bytes a row); its cost does not grow with the source.
+-- sqlscore.job_queue in the writer's own transaction, as ranges: each entry is a run of
+-- consecutive keys all inserted by that statement (at most 10,000), so an entry covers exactly
+-- that statement's rows, and a 10,000-row COPY of bigserial keys is one entry. A key appears when
+-- (and only if) its row commits, whatever order writers commit in. A batch deletes entries from
+-- the queue (FOR UPDATE SKIP LOCKED, so workers never wait on one another), scores their rows,
+-- writes the results and its progress, and commits all of that together: a batch either happened
+-- entirely or not at all, so a killed run loses nothing and a re-run scores nothing twice. The
+-- queue holds only the backlog; its cost does not grow with the source.
 --
 -- Privileges. Jobs belong to the role that created them. Row-level security lets a role see and
 -- change only the jobs, runs, queue entries and rejects of roles it is a member of; background
@@ -40,14 +42,14 @@ CREATE TABLE sqlscore.job_definitions (
 );
 SELECT pg_catalog.pg_extension_config_dump('sqlscore.job_definitions', '');
 
--- Keys waiting to be scored, once each: a key queued again while it waits (its row deleted and
--- inserted anew) is one entry, so two workers can never score one key at once.
+-- Keys waiting to be scored: lo..hi, consecutive keys inserted by one statement.
 CREATE TABLE sqlscore.job_queue (
     job_id    integer     NOT NULL,
-    key       bigint      NOT NULL,
+    lo        bigint      NOT NULL,
+    hi        bigint      NOT NULL CHECK (hi >= lo),
     queued_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE UNIQUE INDEX job_queue_job_key ON sqlscore.job_queue (job_id, key);
+CREATE INDEX job_queue_job_lo ON sqlscore.job_queue (job_id, lo);
 
 CREATE TABLE sqlscore.job_run_log (
     run_id           bigserial   PRIMARY KEY,
@@ -169,16 +171,16 @@ LEFT JOIN LATERAL (
     WHERE r.job_id = j.job_id ORDER BY r.run_id DESC LIMIT 1
 ) l ON true
 LEFT JOIN LATERAL (
-    SELECT count(*) AS backlog, min(e.queued_at) AS oldest FROM sqlscore.job_queue e WHERE e.job_id = j.job_id
+    SELECT coalesce(sum(e.hi - e.lo + 1), 0)::bigint AS backlog, min(e.queued_at) AS oldest
+    FROM sqlscore.job_queue e WHERE e.job_id = j.job_id
 ) q ON true;
 GRANT SELECT ON sqlscore.jobs, sqlscore.job_runs TO PUBLIC;
 
 -- The queueing trigger: the keys of the statement's new rows, in the writer's transaction.
 -- SECURITY DEFINER so writers need no privileges on the queue. It queues only for the job whose
 -- source the trigger is on (a trigger a role attaches elsewhere with another job's id queues
--- nothing), and finds the key column by number, so renaming it does not break inserts. A key
--- already waiting is not queued twice (ON CONFLICT DO NOTHING: the writer waits only if that very
--- key is being scored at that moment).
+-- nothing), and finds the key column by number, so renaming it does not break inserts. It never
+-- waits on scoring: the queue has no unique index.
 CREATE FUNCTION sqlscore._job_enqueue() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -190,24 +192,36 @@ BEGIN
     IF key_col IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format('INSERT INTO sqlscore.job_queue (job_id, key) SELECT $1, n.%I FROM new_rows n '
-                   'WHERE n.%I IS NOT NULL ON CONFLICT DO NOTHING', key_col, key_col)
+    EXECUTE sqlscore._job_ranges_sql(pg_catalog.format('SELECT n.%I::bigint FROM new_rows n', key_col))
         USING TG_ARGV[0]::integer;
     RETURN NULL;
 END $$;
 
--- Claims up to n queued keys of a job above `after`, in key order, skipping keys other workers
--- hold, and deletes them (the caller's transaction commits or rolls back the claim with its
--- results). The planner's queue statistics are always stale (the queue churns), so the plan is
--- pinned to the (job_id, key) index: a bitmap scan and sort of the whole backlog for every batch
--- cost 200 ms per 10,000 keys on a 1M-row backlog.
-CREATE FUNCTION sqlscore._job_claim(job integer, after bigint, n integer) RETURNS SETOF bigint
+-- The statement that queues the keys `keys_query` returns (one bigint column) for job $1: runs
+-- of consecutive keys ("gaps and islands"), cut at multiples of 10,000 so no entry is bigger
+-- than a batch needs.
+CREATE FUNCTION sqlscore._job_ranges_sql(keys_query text) RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'INSERT INTO sqlscore.job_queue (job_id, lo, hi) '
+           'SELECT $1, pg_catalog.min(k), pg_catalog.max(k) FROM ('
+           '  SELECT k, k OPERATOR(pg_catalog.-) pg_catalog.row_number() OVER (ORDER BY k) AS island'
+           '  FROM (' || keys_query || ') AS t(k) WHERE k IS NOT NULL) i '
+           'GROUP BY island, k OPERATOR(pg_catalog./) 10000'
+$$;
+
+-- Claims up to n queue entries of a job whose ranges start above `after`, in key order,
+-- skipping entries other workers hold, and deletes them (the caller's transaction commits or
+-- rolls back the claim with its results). The planner's queue statistics are always stale (the
+-- queue churns), so the plan is pinned to the (job_id, lo) index: a bitmap scan and sort of the
+-- whole backlog for every batch cost 200 ms per 10,000 entries on a 1M-entry backlog.
+CREATE FUNCTION sqlscore._job_claim(job integer, after bigint, n integer)
+RETURNS TABLE (lo bigint, hi bigint, queued_at timestamptz)
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp SET enable_bitmapscan = off SET enable_sort = off SET enable_seqscan = off AS $$
     DELETE FROM sqlscore.job_queue q WHERE q.ctid = ANY (ARRAY(
-        SELECT e.ctid FROM sqlscore.job_queue e WHERE e.job_id = job AND e.key > after
-        ORDER BY e.job_id, e.key LIMIT n FOR UPDATE SKIP LOCKED))
-    RETURNING q.key
+        SELECT e.ctid FROM sqlscore.job_queue e WHERE e.job_id = job AND e.lo > after
+        ORDER BY e.job_id, e.lo LIMIT n FOR UPDATE SKIP LOCKED))
+    RETURNING q.lo, q.hi, q.queued_at
 $$;
 
 -- A job by name, for a role that may act on it.
@@ -437,7 +451,7 @@ BEGIN
                    'sqlscore_job_' || j.job_id, source, j.job_id, key);
     -- backfill => false: only rows inserted from now on are scored.
     IF backfill THEN
-        EXECUTE format('INSERT INTO sqlscore.job_queue (job_id, key) SELECT %s, s.%I FROM %s s', j.job_id, key, source);
+        EXECUTE sqlscore._job_ranges_sql(format('SELECT s.%I::bigint FROM %s s', key, source)) USING j.job_id;
     END IF;
     RAISE LOG 'sqlscore: job "%" created over %, target % (%)', name, source, j.target,
         CASE WHEN created THEN 'created' ELSE 'existing' END;
@@ -823,7 +837,7 @@ BEGIN
         WHERE x.job_id = j.job_id AND (requeue_rejects.run_id IS NULL OR x.run_id = requeue_rejects.run_id)
         RETURNING x.key
     )
-    INSERT INTO sqlscore.job_queue (job_id, key) SELECT DISTINCT j.job_id, g.key FROM gone g ON CONFLICT DO NOTHING;
+    INSERT INTO sqlscore.job_queue (job_id, lo, hi) SELECT DISTINCT j.job_id, g.key, g.key FROM gone g;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;

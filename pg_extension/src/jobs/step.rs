@@ -19,18 +19,22 @@ use crate::guc;
 use crate::registry::resolve_versioned;
 
 /// Per (run, worker) of this backend: the last key claimed, where the next claim starts.
-static CURSORS: Mutex<Vec<((i64, i32), i64)>> = Mutex::new(Vec::new());
+/// Per (run, worker) of this backend: where the next claim starts, and the mean keys per queue
+/// entry seen so far (the first claim takes one entry).
+static CURSORS: Mutex<Vec<((i64, i32), (i64, f64))>> = Mutex::new(Vec::new());
 
-fn cursor(run: i64, worker: i32) -> i64 {
-    CURSORS.lock().iter().find(|(k, _)| *k == (run, worker)).map_or(i64::MIN, |(_, v)| *v)
+fn cursor(run: i64, worker: i32) -> (i64, f64) {
+    CURSORS.lock().iter().find(|(k, _)| *k == (run, worker)).map_or((i64::MIN, 10_000.0), |(_, v)| *v)
 }
 
-fn set_cursor(run: i64, worker: i32, at: Option<i64>) {
+fn set_cursor(run: i64, worker: i32, after: i64, per_entry: f64) {
     let mut c = CURSORS.lock();
     c.retain(|(k, _)| *k != (run, worker));
-    if let Some(at) = at {
-        c.push(((run, worker), at));
-    }
+    c.push(((run, worker), (after, per_entry.max(1.0))));
+}
+
+fn clear_cursor(run: i64, worker: i32) {
+    CURSORS.lock().retain(|(k, _)| *k != (run, worker));
 }
 
 /// What a batch needs of its run and job.
@@ -62,21 +66,28 @@ fn _job_step(run: i64, worker: i32, epoch: default!(Option<i64>, "NULL")) -> Res
             // A batch touches a few thousand keys of tables whose statistics lag behind (the target
             // grows by a batch at a time): the planner would pick a sequential scan of the whole
             // target or source for `key = ANY(keys)`, once per batch. Index access is always right
-            // here; the setting is restored before the batch's own transaction ends.
-            let saved: Option<String> = client
+            // here. JIT too is off: these statements run once per batch, and compiling them (and the
+            // registry's checks) cost more than running them. The settings are restored before
+            // the batch's own transaction ends.
+            let saved = client
                 .update(
-                    "SELECT current_setting('enable_seqscan'), set_config('enable_seqscan', 'off', true)",
+                    "SELECT current_setting('enable_seqscan'), current_setting('jit'), \
+                            set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)",
                     None,
                     &[],
                 )
                 .map_err(spi_err(&plan.job, "planning"))?
                 .first()
-                .get(1)
-                .ok()
-                .flatten();
+                .get_two::<String, String>()
+                .ok();
+            let (seqscan, jit) = saved.map_or((None, None), |(a, b)| (a, b));
             let more = step(client, run, worker, epoch, &plan)?;
             client
-                .update("SELECT set_config('enable_seqscan', $1, true)", None, &[saved.unwrap_or("on".into()).into()])
+                .update(
+                    "SELECT set_config('enable_seqscan', $1, true), set_config('jit', $2, true)",
+                    None,
+                    &[seqscan.unwrap_or("on".into()).into(), jit.unwrap_or("on".into()).into()],
+                )
                 .map_err(spi_err(&plan.job, "planning"))?;
             Ok(more)
         })
@@ -181,37 +192,75 @@ fn step(
     plan: &Plan,
 ) -> PgResult<bool> {
     let job = plan.job.as_str();
-    // Claim the next keys no other worker holds, above where this worker's last batch ended
-    // (index entries of keys already claimed are skipped, not rescanned). A key committed late
-    // below that point is found by the final pass from the start, before the run ends.
-    let after = cursor(run, worker);
-    let keys: Vec<i64> = client
+    // Claim the next queue entries no other worker holds, above where this worker's last batch
+    // ended (index entries already claimed are skipped, not rescanned). A key committed late below
+    // that point is found by the final pass from the start, before the run ends. Entries hold 1 to
+    // 10,000 keys; how many to claim follows the size of the entries seen so far.
+    let (after, per_entry) = cursor(run, worker);
+    let want = ((plan.batch_size as f64 / per_entry).floor() as i64).clamp(1, plan.batch_size);
+    let mut claimed: Vec<(i64, i64, pgrx::datum::TimestampWithTimeZone)> = client
         .update(
-            "SELECT k FROM sqlscore._job_claim($1, $2, $3) AS k",
+            "SELECT c.lo, c.hi, c.queued_at FROM sqlscore._job_claim($1, $2, $3) AS c",
             None,
-            &[plan.job_id.into(), after.into(), (plan.batch_size as i32).into()],
+            &[plan.job_id.into(), after.into(), (want as i32).into()],
         )
         .map_err(spi_err(job, "claiming keys"))?
-        .filter_map(|row| row.get::<i64>(1).ok().flatten())
+        .filter_map(|row| Some((row.get::<i64>(1).ok()??, row.get::<i64>(2).ok()??, row.get(3).ok()??)))
         .collect();
-    if (keys.len() as i64) < plan.batch_size {
+    claimed.sort_by_key(|c| c.0);
+    let full = claimed.len() as i64 >= want;
+    if !full {
         if after != i64::MIN {
             // Rescan from the start once: out-of-order commits may have queued lower keys.
-            set_cursor(run, worker, Some(i64::MIN));
-            if keys.is_empty() {
+            set_cursor(run, worker, i64::MIN, per_entry);
+            if claimed.is_empty() {
                 return Ok(true);
             }
         } else {
-            set_cursor(run, worker, None);
-            if keys.is_empty() {
+            clear_cursor(run, worker);
+            if claimed.is_empty() {
                 return Ok(false);
             }
         }
-    } else if let Some(&last) = keys.iter().max() {
-        set_cursor(run, worker, Some(last));
     }
-    // A short batch from the start of the queue means the backlog is drained.
-    let more = keys.len() as i64 >= plan.batch_size || after != i64::MIN;
+    // The batch: up to batch_size keys; what is left of the claimed entries goes back to the
+    // queue in this same transaction (as claimed: nobody else could take it meanwhile).
+    let mut keys: Vec<i64> = Vec::with_capacity(plan.batch_size as usize);
+    let (mut back_lo, mut back_hi, mut back_at) = (Vec::new(), Vec::new(), Vec::new());
+    let rows_claimed: i64 = claimed.iter().map(|(lo, hi, _)| hi - lo + 1).sum();
+    for (lo, hi, at) in &claimed {
+        let room = plan.batch_size - keys.len() as i64;
+        if room <= 0 {
+            back_lo.push(*lo);
+            back_hi.push(*hi);
+            back_at.push(*at);
+        } else if hi - lo + 1 > room {
+            keys.extend(*lo..lo + room);
+            back_lo.push(lo + room);
+            back_hi.push(*hi);
+            back_at.push(*at);
+        } else {
+            keys.extend(*lo..=*hi);
+        }
+    }
+    if !back_lo.is_empty() {
+        client
+            .update(
+                "INSERT INTO sqlscore.job_queue (job_id, lo, hi, queued_at) \
+                 SELECT $1, r.lo, r.hi, r.at FROM unnest($2::bigint[], $3::bigint[], $4::timestamptz[]) AS r(lo, hi, at)",
+                None,
+                &[plan.job_id.into(), back_lo.clone().into(), back_hi.into(), back_at.into()],
+            )
+            .map_err(spi_err(job, "returning unclaimed keys"))?;
+    }
+    if full {
+        let last = claimed.iter().map(|(lo, _, _)| *lo).max().unwrap_or(after);
+        // The next claim must see what went back to the queue.
+        let resume = back_lo.iter().map(|b| b - 1).min().map_or(last, |b| b.min(last));
+        set_cursor(run, worker, resume, rows_claimed as f64 / claimed.len() as f64);
+    }
+    // A short claim from the start of the queue means the backlog is drained.
+    let more = full || after != i64::MIN || !back_lo.is_empty();
     let mut unique = keys.clone();
     unique.sort_unstable();
     unique.dedup();
