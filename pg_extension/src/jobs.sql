@@ -394,7 +394,11 @@ BEGIN
         '');
     -- A key scored again (its row deleted and inserted anew) replaces its old result: the batch
     -- deletes its keys from the target first (normally none; half the cost of INSERT ... ON CONFLICT).
-    j.delete_sql := CASE WHEN unique_key THEN format('DELETE FROM %s t WHERE t.%I = ANY ($1::bigint[])', target, key) END;
+    -- A batch whose keys all lie above the target's highest key (an append-only source scored in
+    -- order) cannot replace anything and skips the delete: $1 is then that highest key, and the
+    -- statement deletes only when some key of $2 is not above it.
+    j.delete_sql := CASE WHEN unique_key THEN format('DELETE FROM %s t WHERE t.%I = ANY ($1::bigint[]) '
+                                                      'AND $2 <= (SELECT max(m.%I) FROM %s m)', target, key, key, target) END;
     RETURN j;
 END $$;
 

@@ -342,8 +342,10 @@ fn step(
     let written = out_keys.len() as i64;
     if !out_keys.is_empty() {
         if let Some(delete) = &plan.delete_sql {
+            // The statement skips itself when every key lies above the target's highest.
+            let lowest = out_keys.iter().copied().min().unwrap_or(i64::MIN);
             client
-                .update(delete.as_str(), None, &[out_keys.clone().into()])
+                .update(delete.as_str(), None, &[out_keys.clone().into(), lowest.into()])
                 .map_err(spi_err(job, "replacing old results"))?;
         }
         let args: [DatumWithOid; 7] = [
