@@ -27,6 +27,12 @@ fn readings() -> (Vec<f64>, Vec<u64>, Vec<Option<String>>) {
     (values, validity, models)
 }
 
+/// The readings as a job's batch: one feature column named `value`, bound by position.
+fn value_batch<'a>(values: &'a [f64], validity: &'a [u64]) -> Batch<'a> {
+    Batch::new(vec![Column::new(Some("value".into()), ColumnData::F64(values), Some(validity))], values.len())
+        .bound_by_position()
+}
+
 fn resolver(models: &[Arc<Model>]) -> impl FnMut(&str) -> sqlscore_core::Result<(Arc<Model>, i32)> + '_ {
     move |name| {
         let s: usize = name
@@ -42,9 +48,7 @@ fn grouped_scores_equal_each_model_alone_and_reject_only_null_rows() {
     let engine = Engine::default();
     let models = sensor_models(&engine);
     let (values, validity, names) = readings();
-    let batch =
-        Batch::new(vec![Column::new(Some("value".into()), ColumnData::F64(&values), Some(&validity))], values.len())
-            .bound_by_position();
+    let batch = value_batch(&values, &validity);
     let out = score_grouped(&batch, &names, resolver(&models), Outputs::default(), OnError::Reject, OPTS).unwrap();
     assert_eq!(out.len(), values.len());
     for (s, model) in models.iter().enumerate() {
@@ -68,9 +72,7 @@ fn null_policy_scores_null_and_raise_fails_naming_the_column() {
     let engine = Engine::default();
     let models = sensor_models(&engine);
     let (values, validity, names) = readings();
-    let batch =
-        Batch::new(vec![Column::new(Some("value".into()), ColumnData::F64(&values), Some(&validity))], values.len())
-            .bound_by_position();
+    let batch = value_batch(&values, &validity);
     let out = score_grouped(&batch, &names, resolver(&models), Outputs::default(), OnError::Null, OPTS).unwrap();
     assert!(out.iter().all(|o| o.rejected.is_none()));
     assert_eq!(out.iter().filter(|o| o.score.is_none()).count(), 3);

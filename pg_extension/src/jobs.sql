@@ -240,6 +240,22 @@ SET search_path = pg_catalog, pg_temp SET enable_bitmapscan = off SET enable_sor
     RETURNING q.lo, q.hi, q.queued_at
 $$;
 
+-- Drops every hold this session has on a job (exclusive or shared, however many times taken).
+CREATE FUNCTION sqlscore._job_release(job integer) RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
+                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = job::oid AND k.objsubid = 2
+                  AND k.mode = 'ExclusiveLock') LOOP
+        PERFORM pg_advisory_unlock(sqlscore._job_lock_class(), job);
+    END LOOP;
+    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
+                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = job::oid AND k.objsubid = 2
+                  AND k.mode = 'ShareLock') LOOP
+        PERFORM pg_advisory_unlock_shared(sqlscore._job_lock_class(), job);
+    END LOOP;
+END $$;
+
 -- A job by name, for a role that may act on it.
 CREATE FUNCTION sqlscore._job(job_name text) RETURNS sqlscore.job_definitions LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -549,16 +565,7 @@ BEGIN
                   HINT = 'SET default_transaction_isolation = ''read committed'' in this session first';
     END IF;
     -- A call drops whatever hold this session kept from an earlier run it could not finish.
-    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
-                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = j.job_id::oid AND k.objsubid = 2
-                  AND k.mode = 'ExclusiveLock') LOOP
-        PERFORM pg_advisory_unlock(sqlscore._job_lock_class(), j.job_id);
-    END LOOP;
-    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
-                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = j.job_id::oid AND k.objsubid = 2
-                  AND k.mode = 'ShareLock') LOOP
-        PERFORM pg_advisory_unlock_shared(sqlscore._job_lock_class(), j.job_id);
-    END LOOP;
+    PERFORM sqlscore._job_release(j.job_id);
     IF started_by IN ('call', 'cron') THEN
         -- Held by this session for the whole run; released by _job_finish, or by the backend if
         -- the CALL ends by an error outside the run's own handling (_job_watch_hold).
@@ -662,21 +669,12 @@ BEGIN
                 (SELECT sum(w.rows_rejected) FROM sqlscore.job_run_workers w WHERE w.run_id = run);
         END IF;
     END IF;
-    -- The run's hold on the job (taken by _job_begin for a call, by the worker otherwise), released by its holder, however
-    -- many times it was taken.
+    -- The run's hold on the job (taken by _job_begin for a call, by the worker otherwise),
+    -- released by its holder.
     IF r.started_by IN ('call', 'cron') THEN
         PERFORM sqlscore._job_watch_hold(0);  -- released just below
     END IF;
-    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
-                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = r.job_id::oid AND k.objsubid = 2
-                  AND k.mode = 'ExclusiveLock') LOOP
-        PERFORM pg_advisory_unlock(sqlscore._job_lock_class(), r.job_id);
-    END LOOP;
-    WHILE EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.pid = pg_backend_pid() AND k.granted
-                  AND k.classid = sqlscore._job_lock_class()::oid AND k.objid = r.job_id::oid AND k.objsubid = 2
-                  AND k.mode = 'ShareLock') LOOP
-        PERFORM pg_advisory_unlock_shared(sqlscore._job_lock_class(), r.job_id);
-    END LOOP;
+    PERFORM sqlscore._job_release(r.job_id);
     RETURN msg;
 END $$;
 

@@ -80,6 +80,23 @@ CALL sqlscore.run_job('j');
 SELECT status, rows_scored FROM sqlscore.job_runs ORDER BY run_id DESC LIMIT 1;
 SELECT model_version FROM j_out o JOIN j_readings r USING (id) WHERE r.note = 'orphan';
 
+-- Retention: finished runs older than sqlscore.job_history_days go when the job next runs.
+UPDATE sqlscore.job_run_log SET finished_at = now() - interval '30 days' WHERE run_id = 1;
+SET sqlscore.job_history_days = 7;
+CALL sqlscore.run_job('j');
+RESET sqlscore.job_history_days;
+SELECT count(*) FILTER (WHERE run_id = 1) AS expired_kept, count(*) > 0 AS others_kept FROM sqlscore.job_runs;
+
+-- outputs may add the label (and probabilities, for classifiers).
+CREATE TABLE j_labelled (id bigserial PRIMARY KEY, x float8 NOT NULL);
+INSERT INTO j_labelled (x) VALUES (0.1), (5.0);
+SELECT sqlscore.create_job('jl', 'j_labelled', 'id', '''j_anomaly_0''', 'j_labelled_out', features => '{x}',
+                           outputs => '{score,label}');
+CALL sqlscore.run_job('jl');
+SELECT o.id, o.label IS NOT NULL AS labelled, o.label = sqlscore.predict('j_anomaly_0', l.x) AS label_matches
+FROM j_labelled_out o JOIN j_labelled l USING (id) ORDER BY id;
+SELECT sqlscore.drop_job('jl', drop_target => true);
+
 -- alter_job checks like create_job.
 SELECT try($$SELECT sqlscore.alter_job('j', model => '''j_nope''')$$);
 SELECT try($$SELECT sqlscore.alter_job('j_none', batch_size => 10)$$);
