@@ -256,6 +256,19 @@ BEGIN
     END LOOP;
 END $$;
 
+-- Releases the hold this session has on a run's job, once the run's end is committed.
+CREATE FUNCTION sqlscore._job_release_run(run bigint) RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r sqlscore.job_run_log;
+BEGIN
+    SELECT * INTO r FROM sqlscore.job_run_log l WHERE l.run_id = run;
+    IF r.started_by IN ('call', 'cron') THEN
+        PERFORM sqlscore._job_watch_hold(0);
+    END IF;
+    PERFORM sqlscore._job_release(r.job_id);
+END $$;
+
 -- A job by name, for a role that may act on it.
 CREATE FUNCTION sqlscore._job(job_name text) RETURNS sqlscore.job_definitions LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -669,12 +682,8 @@ BEGIN
                 (SELECT sum(w.rows_rejected) FROM sqlscore.job_run_workers w WHERE w.run_id = run);
         END IF;
     END IF;
-    -- The run's hold on the job (taken by _job_begin for a call, by the worker otherwise),
-    -- released by its holder.
-    IF r.started_by IN ('call', 'cron') THEN
-        PERFORM sqlscore._job_watch_hold(0);  -- released just below
-    END IF;
-    PERFORM sqlscore._job_release(r.job_id);
+    -- The hold on the job is released after this commits (_job_release_run): released before,
+    -- the run would look abandoned (running, nobody holding the job) in between.
     RETURN msg;
 END $$;
 
@@ -703,6 +712,7 @@ BEGIN
         IF err IS NOT NULL THEN
             err := sqlscore._job_finish(run, worker, err, state);
             COMMIT;
+            PERFORM sqlscore._job_release_run(run);
             -- Empty DETAIL/HINT options would print as empty lines.
             IF coalesce(detail, '') OPERATOR(pg_catalog.<>) '' AND coalesce(hint, '') OPERATOR(pg_catalog.<>) '' THEN
                 RAISE EXCEPTION USING MESSAGE = err, ERRCODE = state, DETAIL = detail, HINT = hint;
@@ -719,6 +729,7 @@ BEGIN
     IF finish THEN
         PERFORM sqlscore._job_finish(run, worker);
         COMMIT;
+        PERFORM sqlscore._job_release_run(run);
     END IF;
 END $$;
 

@@ -221,11 +221,17 @@ fn drain(a: &Assignment, epoch: i64) -> bool {
                         &[a.run.into(), a.worker.into(), f.message.as_str().into(), f.sqlstate.as_str().into()],
                     )
                 });
+                release(a.run);
                 pgrx::log!("sqlscore worker: {}", recorded.ok().flatten().unwrap_or(f.message));
                 return false;
             }
         }
     }
+}
+
+/// Drops the worker's hold on the job once the run's end is committed (the process would at exit).
+fn release(run: i64) {
+    in_transaction(|| Spi::run(&format!("SELECT sqlscore._job_release_run({run})"))).ok();
 }
 
 /// The main function of an async or streaming worker. It connects as the bootstrap superuser
@@ -261,6 +267,7 @@ pub extern "C-unwind" fn sqlscore_job_worker(_arg: pg_sys::Datum) {
         Mode::Async => {
             if drain(&a, 0) {
                 in_transaction(|| Spi::run(&format!("SELECT sqlscore._job_finish({}, {})", a.run, a.worker))).ok();
+                release(a.run);
             }
         }
         Mode::Stream => stream(&a),
@@ -289,6 +296,7 @@ fn stream(a: &Assignment) {
         };
         if !go {
             in_transaction(|| Spi::run(&format!("SELECT sqlscore._job_finish({}, 0)", a.run))).ok();
+            release(a.run);
             return;
         }
         // SAFETY: reports this backend's state to pg_stat_activity; no preconditions.
