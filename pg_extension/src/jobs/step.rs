@@ -21,7 +21,12 @@ use crate::registry::resolve_versioned;
 /// Per (run, worker) of this backend: the last key claimed, where the next claim starts.
 /// Per (run, worker) of this backend: where the next claim starts, and the mean keys per queue
 /// entry seen so far (the first claim takes one entry).
-static CURSORS: Mutex<Vec<((i64, i32), (i64, f64))>> = Mutex::new(Vec::new());
+static CURSORS: Mutex<Vec<(RunWorker, Cursor)>> = Mutex::new(Vec::new());
+
+/// (run id, worker number).
+type RunWorker = (i64, i32);
+/// (claims start above this key, mean keys per queue entry).
+type Cursor = (i64, f64);
 
 fn cursor(run: i64, worker: i32) -> (i64, f64) {
     CURSORS.lock().iter().find(|(k, _)| *k == (run, worker)).map_or((i64::MIN, 10_000.0), |(_, v)| *v)
