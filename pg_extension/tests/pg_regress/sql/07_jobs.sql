@@ -81,11 +81,12 @@ SELECT status, rows_scored FROM sqlscore.job_runs ORDER BY run_id DESC LIMIT 1;
 SELECT model_version FROM j_out o JOIN j_readings r USING (id) WHERE r.note = 'orphan';
 
 -- Retention: finished runs older than sqlscore.job_history_days go when the job next runs.
-UPDATE sqlscore.job_run_log SET finished_at = now() - interval '30 days' WHERE run_id = 1;
+SELECT min(run_id) AS first_run FROM sqlscore.job_run_log WHERE job = 'j' \gset
+UPDATE sqlscore.job_run_log SET finished_at = now() - interval '30 days' WHERE run_id = :first_run;
 SET sqlscore.job_history_days = 7;
 CALL sqlscore.run_job('j');
 RESET sqlscore.job_history_days;
-SELECT count(*) FILTER (WHERE run_id = 1) AS expired_kept, count(*) > 0 AS others_kept FROM sqlscore.job_runs;
+SELECT count(*) FILTER (WHERE run_id = :first_run) AS expired_kept, count(*) > 0 AS others_kept FROM sqlscore.job_runs;
 
 -- outputs may add the label (and probabilities, for classifiers).
 CREATE TABLE j_labelled (id bigserial PRIMARY KEY, x float8 NOT NULL);
