@@ -484,7 +484,9 @@ BEGIN
             CASE WHEN 'label' = ANY (outputs) THEN ', label text' ELSE '' END,
             CASE WHEN 'probabilities' = ANY (outputs) THEN ', probabilities double precision[]' ELSE '' END);
         target_rel := format('%I.%I', parts[1], parts[2])::regclass;
-        EXECUTE format('CREATE INDEX ON %s (run_id)', target_rel);
+        -- BRIN: run ids grow with the order rows are written in, so a block-range index finds a run's
+        -- rows (for its percentiles) at a fraction of a btree's cost per inserted row.
+        EXECUTE format('CREATE INDEX ON %s USING brin (run_id)', target_rel);
         created := true;
     END IF;
     j := sqlscore._job_plan(name, source, key, model, target_rel, features, carry, on_error, outputs, batch_size);
