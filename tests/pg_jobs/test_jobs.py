@@ -289,15 +289,21 @@ def test_exactly_once_with_concurrent_writers(db):
 # ---------------------------------------------------------------------------------------------
 # 2. a killed run loses nothing and scores nothing twice
 
-@pytest.mark.server_restart
-def test_kill9_of_a_worker_mid_run(db, server):
-    server.check_local()
-    total = 60000
+def async_run_under_way(db, total):
+    """Job j over `total` rows in small batches, submitted to one worker, that has committed a batch."""
     c = db.connect()
     make_source(c, total)
     create_job(c, "j", batch_size=50)
     run = submit(c, "j", 1)
     wait_scored_some(c, run)
+    return c, run
+
+
+@pytest.mark.server_restart
+def test_kill9_of_a_worker_mid_run(db, server):
+    server.check_local()
+    total = 60000
+    c, run = async_run_under_way(db, total)
     pid = one(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sqlscore job worker' "
                  "AND datname = current_database()")
     assert pid, "no sqlscore job worker in pg_stat_activity while the run is running"
@@ -709,11 +715,7 @@ def test_schedule_job_needs_pg_cron(db):
 
 def test_cancel_async_run_then_rerun(db):
     total = 60000
-    c = db.connect()
-    make_source(c, total)
-    create_job(c, "j", batch_size=50)
-    run = submit(c, "j", 1)
-    wait_scored_some(c, run)
+    c, run = async_run_under_way(db, total)
     assert one(c, "SELECT sqlscore.cancel_run(%s)", [run]) is True
     r = wait_run(c, run, 10)
     assert r["status"] == "cancelled" and r["cancel_requested"] is True, r

@@ -45,7 +45,61 @@ fn fetch(function: &str, cursor_name: &str, rows: i64, leading: Leading) -> PgRe
     })
 }
 
-/// Opens the cursor and returns an iterator that fetches, scores and yields batch by batch.
+/// Opens a cursor over `query` and returns an iterator that fetches `batch_size` rows at a time,
+/// scores them with `score` and yields its rows batch by batch, checking for cancellation
+/// between batches. An error is raised as PostgreSQL's.
+fn batches<T: 'static>(
+    function: &'static str,
+    query: &str,
+    batch_size: Option<i32>,
+    leading: Leading,
+    mut score: impl FnMut(Fetched) -> PgResult<Vec<T>> + 'static,
+) -> PgResult<impl Iterator<Item = T>> {
+    let rows = i64::from(batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get()).max(1));
+    let cursor = Spi::connect(|c| c.try_open_cursor(query, &[]).map(|cur| cur.detach_into_name())).map_err(|e| {
+        report(Error::BadQuery {
+            function: function.into(),
+            problem: QueryProblem::Failed,
+            reason: e.to_string(),
+            hint: None,
+        })
+    })?;
+    let mut buffer: std::vec::IntoIter<T> = Vec::new().into_iter();
+    let mut done = false;
+    Ok(std::iter::from_fn(move || loop {
+        if let Some(item) = buffer.next() {
+            return Some(item);
+        }
+        if done {
+            return None;
+        }
+        check_for_interrupts!();
+        let scored = fetch(function, &cursor, rows, leading).and_then(|(fetched, more)| {
+            done = !more;
+            if fetched.ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                score(fetched)
+            }
+        });
+        match scored {
+            Ok(items) => buffer = items.into_iter(),
+            Err(e) => {
+                e.report(PgLogLevel::ERROR);
+                return None;
+            }
+        }
+    }))
+}
+
+/// An engine error from a run: a cancel is PostgreSQL's own error (statement_timeout,
+/// pg_cancel_backend), raised as such.
+fn run_error(e: Error) -> ErrorReport {
+    check_for_interrupts!();
+    report(e)
+}
+
+/// `score_batch` and `predict_batch`: one model for every row.
 fn stream<T: 'static>(
     function: &'static str,
     model: Option<&str>,
@@ -60,50 +114,12 @@ fn stream<T: 'static>(
     let label = model.to_string();
     let model: Arc<Model> = resolve(model)?;
     model.check_want(&label, want).map_err(report)?;
-    let rows = i64::from(batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get()).max(1));
     let opts = guc::run_options();
-    let cursor = Spi::connect(|c| c.try_open_cursor(query, &[]).map(|cur| cur.detach_into_name())).map_err(|e| {
-        report(Error::BadQuery {
-            function: function.into(),
-            problem: QueryProblem::Failed,
-            reason: e.to_string(),
-            hint: None,
-        })
-    })?;
-    let mut buffer: std::vec::IntoIter<(Option<i64>, Option<T>)> = Vec::new().into_iter();
-    let mut done = false;
-    Ok(std::iter::from_fn(move || loop {
-        if let Some(item) = buffer.next() {
-            return Some(item);
-        }
-        if done {
-            return None;
-        }
-        check_for_interrupts!();
-        let (fetched, more) = match fetch(function, &cursor, rows, Leading::Key) {
-            Ok(x) => x,
-            Err(e) => {
-                e.report(PgLogLevel::ERROR);
-                return None;
-            }
-        };
-        done = !more;
-        if fetched.ids.is_empty() {
-            continue;
-        }
-        let batch = fetched.batch();
-        let all: Vec<usize> = (0..fetched.ids.len()).collect();
-        let predictions = match model.predict(&label, &batch, &all, want, opts) {
-            Ok(p) => p,
-            Err(e) => {
-                // A cancel is PostgreSQL's own error (statement_timeout, pg_cancel_backend).
-                check_for_interrupts!();
-                report(e).report(PgLogLevel::ERROR);
-                return None;
-            }
-        };
-        buffer = fetched.ids.iter().copied().zip(extract(predictions)).collect::<Vec<_>>().into_iter();
-    }))
+    batches(function, query, batch_size, Leading::Key, move |fetched| {
+        let all: Vec<usize> = (0..fetched.len()).collect();
+        let predictions = model.predict(&label, &fetched.batch(), &all, want, opts).map_err(run_error)?;
+        Ok(fetched.ids.iter().copied().zip(extract(predictions)).collect())
+    })
 }
 
 /// Scores every row of `query` in batches; returns (id, score) per row. Not STRICT: a NULL model
@@ -149,56 +165,25 @@ fn score_batch_grouped(
     const FUNCTION: &str = "sqlscore.score_batch_grouped";
     let query =
         query.ok_or_else(|| report(Error::NullArgument { function: FUNCTION.into(), argument: "query".into() }))?;
-    let rows = i64::from(batch_size.unwrap_or_else(|| guc::BATCH_SIZE.get()).max(1));
     let opts = guc::run_options();
-    let cursor = Spi::connect(|c| c.try_open_cursor(query, &[]).map(|cur| cur.detach_into_name())).map_err(|e| {
-        report(Error::BadQuery {
-            function: FUNCTION.into(),
-            problem: QueryProblem::Failed,
-            reason: e.to_string(),
-            hint: None,
-        })
+    let rows = batches(FUNCTION, query, batch_size, Leading::KeyAndModel, move |fetched| {
+        let batch = fetched.batch();
+        let mut scores: Vec<Option<f64>> = vec![None; fetched.len()];
+        let (groups, _) = sqlscore_core::job::group_by_model(&fetched.models);
+        for (name, group) in groups {
+            let out = resolve(name)?.predict(name, &batch, &group, Want::Score, opts).map_err(run_error)?;
+            for (r, s) in group.iter().zip(out.into_scores()) {
+                scores[*r] = s;
+            }
+        }
+        Ok(fetched
+            .ids
+            .iter()
+            .copied()
+            .zip(fetched.models.iter().cloned())
+            .zip(scores)
+            .map(|((id, m), s)| (id, m, s))
+            .collect())
     })?;
-    let mut buffer: std::vec::IntoIter<(Option<i64>, Option<String>, Option<f64>)> = Vec::new().into_iter();
-    let mut done = false;
-    Ok(TableIterator::new(std::iter::from_fn(move || loop {
-        if let Some(item) = buffer.next() {
-            return Some(item);
-        }
-        if done {
-            return None;
-        }
-        check_for_interrupts!();
-        let scored = fetch(FUNCTION, &cursor, rows, Leading::KeyAndModel).and_then(|(fetched, more)| {
-            done = !more;
-            let batch = fetched.batch();
-            let mut scores: Vec<Option<f64>> = vec![None; fetched.len()];
-            let (groups, _) = sqlscore_core::job::group_by_model(&fetched.models);
-            for (name, group) in groups {
-                let model = resolve(name)?;
-                let out = model.predict(name, &batch, &group, Want::Score, opts).map_err(|e| {
-                    check_for_interrupts!();
-                    report(e)
-                })?;
-                for (r, s) in group.iter().zip(out.into_scores()) {
-                    scores[*r] = s;
-                }
-            }
-            Ok(fetched
-                .ids
-                .iter()
-                .copied()
-                .zip(fetched.models.iter().cloned())
-                .zip(scores)
-                .map(|((id, m), s)| (id, m, s))
-                .collect::<Vec<_>>())
-        });
-        match scored {
-            Ok(rows) => buffer = rows.into_iter(),
-            Err(e) => {
-                e.report(PgLogLevel::ERROR);
-                return None;
-            }
-        }
-    })))
+    Ok(TableIterator::new(rows))
 }
