@@ -1,11 +1,15 @@
 //! `sqlscore`: the command users run. `demo` is the embedded-DuckDB scenario `make demo` runs;
-//! `model` manages a database's model registry; `bench` measures the hot paths.
+//! `model` manages a database's model registry; `job` declares and runs scoring jobs; `bench`
+//! measures the hot paths.
 
 mod bench;
 mod bench_pg;
 mod demo;
+mod display;
+mod jobs;
 mod models;
 mod pg;
+mod pg_jobs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +33,12 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelCommand,
     },
+    /// Scoring jobs in a DuckDB file or a PostgreSQL database: create, list, run, status, runs,
+    /// cancel, drop.
+    Job {
+        #[command(subcommand)]
+        command: jobs::JobCommand,
+    },
     /// Run SQL against a DuckDB file with sqlscore loaded, printing the rows.
     Sql {
         #[arg(long, default_value = "sqlscore-demo.duckdb")]
@@ -43,7 +53,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Job { command } = cli.command {
+        return match jobs::run(command) {
+            Ok(outcome) => ExitCode::from(outcome.code()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match cli.command {
+        Command::Job { .. } => Ok(()),
         Command::Demo(args) => demo::run(args),
         Command::Model { command } => models::run(command),
         Command::Sql { db, query } => models::sql(&db, &query),

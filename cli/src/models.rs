@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use duckdb::types::ValueRef;
 
 use crate::BoxError;
 
@@ -59,37 +58,5 @@ pub fn run(cmd: ModelCommand) -> Result<(), BoxError> {
 
 pub fn sql(db: &Path, query: &str) -> Result<(), BoxError> {
     let conn = sqlscore_duckdb::open(db)?;
-    let mut stmt = conn.prepare(query)?;
-    let mut rows = stmt.query([])?;
-    let mut header_done = false;
-    while let Some(row) = rows.next()? {
-        let stmt = row.as_ref();
-        let n = stmt.column_count();
-        if !header_done {
-            let names: Vec<String> =
-                (0..n).map(|i| stmt.column_name(i).map(|s| s.to_string()).unwrap_or_default()).collect();
-            println!("{}", names.join(" | "));
-            header_done = true;
-        }
-        let cells: Vec<String> = (0..n).map(|i| show(row.get_ref(i).ok())).collect();
-        println!("{}", cells.join(" | "));
-    }
-    Ok(())
-}
-
-fn show(v: Option<ValueRef<'_>>) -> String {
-    match v {
-        None | Some(ValueRef::Null) => "NULL".into(),
-        Some(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
-        Some(ValueRef::Blob(b)) => format!("<{} bytes>", b.len()),
-        Some(other) => match other.to_owned() {
-            duckdb::types::Value::Boolean(b) => b.to_string(),
-            duckdb::types::Value::Int(i) => i.to_string(),
-            duckdb::types::Value::BigInt(i) => i.to_string(),
-            duckdb::types::Value::HugeInt(i) => i.to_string(),
-            duckdb::types::Value::Double(d) => d.to_string(),
-            duckdb::types::Value::Float(d) => d.to_string(),
-            other => format!("{other:?}"),
-        },
-    }
+    crate::display::print_query(&conn, query)
 }

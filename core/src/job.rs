@@ -104,18 +104,25 @@ pub struct RowOutcome {
 
 /// Groups row indexes by the model each row names, in first-seen order. Rows naming no model
 /// (a NULL model expression) come back separately.
-pub fn group_by_model(models: &[Option<String>]) -> (Vec<(&str, Vec<usize>)>, Vec<usize>) {
+pub fn group_by_model<S: AsRef<str>>(models: &[Option<S>]) -> (Vec<(&str, Vec<usize>)>, Vec<usize>) {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
     let mut unnamed = Vec::new();
+    // Rows usually arrive in runs of one model (sorted or clustered data): skip the hash then.
+    let mut last: Option<(&str, usize)> = None;
     for (r, m) in models.iter().enumerate() {
         match m {
             None => unnamed.push(r),
             Some(m) => {
-                let g = *index.entry(m.as_str()).or_insert_with(|| {
-                    groups.push((m.as_str(), Vec::new()));
-                    groups.len() - 1
-                });
+                let m = m.as_ref();
+                let g = match last {
+                    Some((name, g)) if name == m => g,
+                    _ => *index.entry(m).or_insert_with(|| {
+                        groups.push((m, Vec::new()));
+                        groups.len() - 1
+                    }),
+                };
+                last = Some((m, g));
                 groups[g].1.push(r);
             }
         }
@@ -132,13 +139,42 @@ pub fn group_by_model(models: &[Option<String>]) -> (Vec<(&str, Vec<usize>)>, Ve
 /// runtime failure) follow `on_error`: under `Null` and `Reject` the group is re-scored row by row
 /// so that only the rows at fault get a NULL score or are rejected. Returns one outcome per row,
 /// in row order.
-pub fn score_grouped(
+pub fn score_grouped<S: AsRef<str>>(
     batch: &Batch<'_>,
-    models: &[Option<String>],
+    models: &[Option<S>],
+    resolve: impl FnMut(&str) -> Result<(Arc<Model>, i32)>,
+    outputs: Outputs,
+    on_error: OnError,
+    opts: RunOptions,
+) -> Result<Vec<RowOutcome>> {
+    score_grouped_on(batch, models, resolve, outputs, on_error, opts, None)
+}
+
+/// [`score_grouped`], with the models' groups scored at once on `pool`'s threads: ONNX Runtime
+/// sessions may run concurrently, and a job's batch holds many models (one per sensor), so this
+/// spreads one batch over the cores without splitting any model's rows. Models are resolved
+/// first, on the caller's thread (resolving reads the host's registry). Results are the same as
+/// [`score_grouped`]'s.
+pub fn score_grouped_parallel<S: AsRef<str>>(
+    batch: &Batch<'_>,
+    models: &[Option<S>],
+    resolve: impl FnMut(&str) -> Result<(Arc<Model>, i32)>,
+    outputs: Outputs,
+    on_error: OnError,
+    opts: RunOptions,
+    pool: &rayon::ThreadPool,
+) -> Result<Vec<RowOutcome>> {
+    score_grouped_on(batch, models, resolve, outputs, on_error, opts, Some(pool))
+}
+
+fn score_grouped_on<S: AsRef<str>>(
+    batch: &Batch<'_>,
+    models: &[Option<S>],
     mut resolve: impl FnMut(&str) -> Result<(Arc<Model>, i32)>,
     outputs: Outputs,
     on_error: OnError,
     opts: RunOptions,
+    pool: Option<&rayon::ThreadPool>,
 ) -> Result<Vec<RowOutcome>> {
     let opts = RunOptions { null_policy: on_error.null_policy(), ..opts };
     let mut out = vec![RowOutcome::default(); models.len()];
@@ -157,42 +193,69 @@ pub fn score_grouped(
             OnError::Reject => unnamed.iter().for_each(|&r| out[r].rejected = Some(why.clone())),
         }
     }
+    let mut resolved = Vec::with_capacity(groups.len());
     for (name, rows) in groups {
         let (model, version) = resolve(name)?;
-        match score_rows(&model, name, batch, &rows, outputs, opts) {
-            Ok(results) => {
-                for (r, res) in rows.iter().zip(results) {
-                    out[*r] = RowOutcome { version: Some(version), ..res };
-                }
-            }
-            // Features that do not fit the model (a renamed input, a wrong type) are the job's
-            // fault, not the rows': every policy fails the batch rather than setting rows aside.
-            Err(e) if !row_level(&e) => return Err(e),
-            Err(e) if on_error == OnError::Raise => return Err(e),
-            Err(e) => {
-                // Find the rows at fault: the others are scored as usual.
-                let mut failed = 0;
-                for &r in &rows {
-                    match score_rows(&model, name, batch, &[r], outputs, opts) {
-                        Ok(mut one) => out[r] = RowOutcome { version: Some(version), ..one.remove(0) },
-                        Err(e) if !row_level(&e) => return Err(e),
-                        Err(e) => {
-                            failed += 1;
-                            out[r].version = Some(version);
-                            if on_error == OnError::Reject {
-                                out[r].rejected = Some(e.to_string());
-                            }
-                        }
-                    }
-                }
-                // A runtime failure on every row is the model's, not the data's.
-                if failed == rows.len() && matches!(e, Error::Execution { .. }) {
-                    return Err(e);
-                }
-            }
+        resolved.push((name, rows, model, version));
+    }
+    let score = |(name, rows, model, version): &(&str, Vec<usize>, Arc<Model>, i32)| {
+        score_group(model, name, *version, batch, rows, outputs, on_error, opts)
+    };
+    let scored: Vec<Vec<RowOutcome>> = match pool {
+        Some(pool) if resolved.len() > 1 => {
+            use rayon::prelude::*;
+            pool.install(|| resolved.par_iter().map(score).collect::<Result<_>>())?
+        }
+        _ => resolved.iter().map(score).collect::<Result<_>>()?,
+    };
+    for ((_, rows, _, _), results) in resolved.iter().zip(scored) {
+        for (&r, res) in rows.iter().zip(results) {
+            out[r] = res;
         }
     }
     Ok(out)
+}
+
+/// One model's rows, with the error policy applied; one outcome per row of `rows`.
+#[allow(clippy::too_many_arguments)]
+fn score_group(
+    model: &Model,
+    name: &str,
+    version: i32,
+    batch: &Batch<'_>,
+    rows: &[usize],
+    outputs: Outputs,
+    on_error: OnError,
+    opts: RunOptions,
+) -> Result<Vec<RowOutcome>> {
+    match score_rows(model, name, batch, rows, outputs, opts) {
+        Ok(results) => Ok(results.into_iter().map(|res| RowOutcome { version: Some(version), ..res }).collect()),
+        // Features that do not fit the model (a renamed input, a wrong type) are the job's
+        // fault, not the rows': every policy fails the batch rather than setting rows aside.
+        Err(e) if !row_level(&e) => Err(e),
+        Err(e) if on_error == OnError::Raise => Err(e),
+        Err(e) => {
+            // Find the rows at fault: the others are scored as usual.
+            let mut failed = 0;
+            let mut out = Vec::with_capacity(rows.len());
+            for &r in rows {
+                match score_rows(model, name, batch, &[r], outputs, opts) {
+                    Ok(mut one) => out.push(RowOutcome { version: Some(version), ..one.remove(0) }),
+                    Err(e) if !row_level(&e) => return Err(e),
+                    Err(e) => {
+                        failed += 1;
+                        let rejected = (on_error == OnError::Reject).then(|| e.to_string());
+                        out.push(RowOutcome { version: Some(version), rejected, ..Default::default() });
+                    }
+                }
+            }
+            // A runtime failure on every row is the model's, not the data's.
+            if failed == rows.len() && matches!(e, Error::Execution { .. }) {
+                return Err(e);
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Errors that belong to particular rows' values (so a policy may set those rows aside), as

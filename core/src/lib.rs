@@ -10,6 +10,7 @@ pub mod error;
 pub mod execute;
 pub mod graph_check;
 pub mod job;
+pub mod lake;
 pub mod model;
 pub mod runtime;
 
@@ -19,4 +20,5 @@ pub use engine::{max_intra_threads, read_model_file, sha256_hex, Engine, EngineC
 pub use error::{Dialect, Error, ErrorKind, QueryProblem, Result};
 pub use execute::{Predictions, RunOptions, Want};
 pub use job::{OnError, Outputs, RowOutcome, ScoreStats};
+pub use lake::{FileFormat, FilePlan, FileStat, Source, Target};
 pub use model::{parse_ref, validate_name, ElemType, InputInfo, ModelInfo, OutputInfo, MAX_FEATURES};

@@ -12,5 +12,10 @@ mod extension;
 
 #[cfg(feature = "embed")]
 mod embed;
+/// Scoring jobs stored in a DuckDB file, run by the host ([`jobs::run_job`]).
+#[cfg(feature = "embed")]
+pub mod jobs;
 #[cfg(feature = "embed")]
 pub use embed::{extension_path, open, register, register_model, EmbedError};
+#[cfg(feature = "embed")]
+pub use jobs::{create_job, run_job};

@@ -1,0 +1,318 @@
+//! What a job reads and writes, as the user spelled it, and which data-lake files a run scores.
+//!
+//! A job's source is a table (incremental by key) or a file glob (each file scored once); its
+//! target is a table or a folder of Parquet files (a spelling ending in `/`). Lake runs compare
+//! the files a glob matches now with the ledger of files already scored: a file is new, rewritten
+//! (same path, other size or modification time: its earlier results are replaced), or unchanged.
+//! Output files are written under a hidden temporary name in the target folder and renamed into
+//! place only after the run's bookkeeping committed, so a reader never sees half a file and a
+//! killed run leaves nothing visible. The front ends do the reading and writing; the rules live
+//! here so they are the same wherever a job runs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Where a job's rows come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A table (optionally schema-qualified), read incrementally by its key.
+    Table(String),
+    /// Files matched by a glob; each file is scored once.
+    Files { glob: String, format: FileFormat },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Parquet,
+    Csv,
+}
+
+impl FileFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::Csv => "csv",
+        }
+    }
+}
+
+/// Where a job's results go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Table(String),
+    /// A folder of Parquet files (spelled with a trailing `/`).
+    ParquetDir(PathBuf),
+}
+
+fn setting(name: &str, value: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidSetting { name: name.into(), value: format!("'{value}'"), reason: reason.into() }
+}
+
+/// A table name as the job may use it in SQL: one to three dot-separated plain identifiers.
+/// Anything else is refused rather than quoted, so a name can never carry SQL.
+pub fn check_table_name(what: &str, name: &str) -> Result<()> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let plain = |p: &str| {
+        let mut chars = p.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if parts.len() > 3 || !parts.iter().all(|p| plain(p)) {
+        return Err(setting(
+            what,
+            name,
+            "expected a table name (letters, digits and _, optionally schema-qualified) or a file glob such as 'lake/readings/*.parquet'",
+        ));
+    }
+    Ok(())
+}
+
+/// `"name"` with embedded quotes doubled: an identifier both DuckDB and PostgreSQL read as written.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'` with embedded quotes doubled.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+impl Source {
+    /// A glob (it has a wildcard or a `/`, or names a data file) or a table name.
+    pub fn parse(text: &str) -> Result<Source> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(setting("source", text, "expected a table name or a file glob"));
+        }
+        let lower = t.to_ascii_lowercase();
+        let looks_like_file = t.contains(['*', '?', '[', '/'])
+            || [".parquet", ".parq", ".csv", ".tsv", ".csv.gz", ".tsv.gz"].iter().any(|e| lower.ends_with(e));
+        if !looks_like_file {
+            check_table_name("source", t)?;
+            return Ok(Source::Table(t.to_string()));
+        }
+        if t.contains("://") {
+            return Err(setting("source", text, "jobs read local files only (copy or mount remote data first)"));
+        }
+        let format = if lower.ends_with(".parquet") || lower.ends_with(".parq") {
+            FileFormat::Parquet
+        } else if [".csv", ".tsv", ".csv.gz", ".tsv.gz"].iter().any(|e| lower.ends_with(e)) {
+            FileFormat::Csv
+        } else {
+            return Err(setting(
+                "source",
+                text,
+                "a file glob must end in .parquet or .csv (e.g. 'lake/readings/*.parquet'), so the format is known",
+            ));
+        };
+        Ok(Source::Files { glob: t.to_string(), format })
+    }
+}
+
+impl Target {
+    /// A folder when it ends in `/`, else a table name.
+    pub fn parse(text: &str) -> Result<Target> {
+        let t = text.trim();
+        if t.ends_with('/') {
+            if t.contains("://") {
+                return Err(setting("target", text, "Parquet targets are local folders"));
+            }
+            return Ok(Target::ParquetDir(PathBuf::from(t)));
+        }
+        if t.contains('/') {
+            return Err(setting("target", text, "a Parquet folder target ends with '/' (e.g. 'lake/scores/')"));
+        }
+        check_table_name("target", t)?;
+        Ok(Target::Table(t.to_string()))
+    }
+}
+
+/// A file as a run sees it: the path the glob gave, its size and modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStat {
+    pub path: String,
+    pub size: u64,
+    /// Modification time, microseconds since the Unix epoch.
+    pub mtime_us: i64,
+}
+
+impl FileStat {
+    pub fn of(path: &str) -> std::io::Result<FileStat> {
+        let meta = std::fs::metadata(path)?;
+        let mtime_us =
+            meta.modified()?.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+        Ok(FileStat { path: path.to_string(), size: meta.len(), mtime_us })
+    }
+}
+
+/// What a run does with the files the glob matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilePlan {
+    /// Never scored: scored now.
+    pub new: Vec<FileStat>,
+    /// Scored before, changed since (size or modification time): scored again, and the results of
+    /// the earlier contents are replaced.
+    pub rewritten: Vec<FileStat>,
+    /// Scored, unchanged: skipped.
+    pub unchanged: usize,
+    /// In the ledger but no longer matched (deleted or moved): their results stay.
+    pub vanished: Vec<String>,
+}
+
+impl FilePlan {
+    pub fn to_score(&self) -> impl Iterator<Item = &FileStat> {
+        self.new.iter().chain(&self.rewritten)
+    }
+}
+
+/// Compares the files matched now with the ledger (`path -> (size, mtime_us)` of scored files).
+/// Files come back in path order, so runs are reproducible.
+pub fn plan_files(mut listing: Vec<FileStat>, scored: &HashMap<String, (u64, i64)>) -> FilePlan {
+    listing.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut plan = FilePlan::default();
+    for f in listing {
+        match scored.get(&f.path) {
+            None => plan.new.push(f),
+            Some(&(size, mtime)) if size == f.size && mtime == f.mtime_us => plan.unchanged += 1,
+            Some(_) => plan.rewritten.push(f),
+        }
+    }
+    let matched: std::collections::HashSet<&str> =
+        plan.new.iter().chain(&plan.rewritten).map(|f| f.path.as_str()).collect();
+    let mut vanished: Vec<String> =
+        scored.keys().filter(|p| !matched.contains(p.as_str()) && std::fs::metadata(p).is_err()).cloned().collect();
+    vanished.sort();
+    plan.vanished = vanished;
+    plan
+}
+
+/// Splits the files to score into batches of about `target_bytes` (at least one file each), in
+/// order. Each batch is one transaction: its files are all scored, or none is.
+pub fn batch_files(files: Vec<FileStat>, target_bytes: u64) -> Vec<Vec<FileStat>> {
+    let mut out: Vec<Vec<FileStat>> = Vec::new();
+    let mut bytes = 0u64;
+    for f in files {
+        match out.last_mut() {
+            Some(last) if bytes + f.size <= target_bytes => {
+                bytes += f.size;
+                last.push(f);
+            }
+            _ => {
+                bytes = f.size;
+                out.push(vec![f]);
+            }
+        }
+    }
+    out
+}
+
+/// The fixed directory part of a glob (before the first component with a wildcard).
+pub fn glob_base(glob: &str) -> &str {
+    let cut = glob.find(['*', '?', '[']).unwrap_or(glob.len());
+    match glob[..cut].rfind('/') {
+        Some(i) => &glob[..=i],
+        None => "",
+    }
+}
+
+/// Where the results of source file `path` (matched by `glob`) go in a Parquet target folder:
+/// the same path relative to the glob's base, ending in `.parquet` (`2026/11/r1.csv` ->
+/// `2026/11/r1.csv.parquet`). One output per source file, so rescoring a rewritten file replaces
+/// exactly its results.
+pub fn output_for_file(dir: &Path, glob: &str, path: &str) -> PathBuf {
+    let base = glob_base(glob);
+    let rel = path.strip_prefix(base).unwrap_or(path).trim_start_matches('/');
+    let rel = if rel.to_ascii_lowercase().ends_with(".parquet") { rel.to_string() } else { format!("{rel}.parquet") };
+    dir.join(rel)
+}
+
+/// The output of batch `seq` of run `run_id` from a table source.
+pub fn output_for_batch(dir: &Path, run_id: i64, seq: u32) -> PathBuf {
+    dir.join(format!("run-{run_id:08}-part-{seq:05}.parquet"))
+}
+
+const TEMP_SUFFIX: &str = ".sqlscore-tmp";
+
+/// The hidden name a file is written under before it is published: same folder (so the rename
+/// is atomic), a leading dot and a suffix that no `*.parquet` glob matches.
+pub fn temp_path(final_path: &Path, run_id: i64) -> PathBuf {
+    let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    final_path.with_file_name(format!(".{name}.run{run_id}{TEMP_SUFFIX}"))
+}
+
+/// For a file in a target folder: the final path and run id when it is a temporary output.
+pub fn parse_temp_path(path: &Path) -> Option<(PathBuf, i64)> {
+    let name = path.file_name()?.to_str()?;
+    let inner = name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
+    let (final_name, run) = inner.rsplit_once(".run")?;
+    Some((path.with_file_name(final_name), run.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(path: &str, size: u64, mtime_us: i64) -> FileStat {
+        FileStat { path: path.into(), size, mtime_us }
+    }
+
+    #[test]
+    fn sources_and_targets() {
+        assert_eq!(Source::parse("readings").unwrap(), Source::Table("readings".into()));
+        assert_eq!(Source::parse("main.readings").unwrap(), Source::Table("main.readings".into()));
+        assert_eq!(
+            Source::parse("lake/r/*.parquet").unwrap(),
+            Source::Files { glob: "lake/r/*.parquet".into(), format: FileFormat::Parquet }
+        );
+        assert!(matches!(Source::parse("x.csv").unwrap(), Source::Files { format: FileFormat::Csv, .. }));
+        assert!(Source::parse("lake/*").unwrap_err().to_string().contains("must end in .parquet or .csv"));
+        assert!(Source::parse("t; DROP TABLE x").is_err());
+        assert!(Source::parse("s3://bucket/*.parquet").is_err());
+        assert_eq!(Target::parse("out/").unwrap(), Target::ParquetDir("out/".into()));
+        assert_eq!(Target::parse("scores").unwrap(), Target::Table("scores".into()));
+        assert!(Target::parse("out/x").unwrap_err().to_string().contains("ends with '/'"));
+        assert!(Target::parse("a b").is_err());
+    }
+
+    #[test]
+    fn plans_new_rewritten_unchanged() {
+        let scored: HashMap<String, (u64, i64)> =
+            [("/l/a.parquet".to_string(), (10, 1)), ("/l/b.parquet".to_string(), (10, 1))].into();
+        let plan = plan_files(
+            vec![stat("/l/c.parquet", 5, 1), stat("/l/b.parquet", 11, 1), stat("/l/a.parquet", 10, 1)],
+            &scored,
+        );
+        assert_eq!(plan.new, vec![stat("/l/c.parquet", 5, 1)]);
+        assert_eq!(plan.rewritten, vec![stat("/l/b.parquet", 11, 1)]);
+        assert_eq!(plan.unchanged, 1);
+        // A touched file (same size, new mtime) is rewritten too.
+        let plan = plan_files(vec![stat("/l/a.parquet", 10, 2)], &scored);
+        assert_eq!(plan.rewritten.len(), 1);
+        assert_eq!(plan.vanished, vec!["/l/b.parquet".to_string()]);
+    }
+
+    #[test]
+    fn batches_by_bytes() {
+        let files = vec![stat("a", 4, 0), stat("b", 4, 0), stat("c", 9, 0), stat("d", 1, 0)];
+        let b = batch_files(files, 8);
+        let names: Vec<Vec<&str>> = b.iter().map(|g| g.iter().map(|f| f.path.as_str()).collect()).collect();
+        assert_eq!(names, vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
+    }
+
+    #[test]
+    fn output_and_temp_names() {
+        assert_eq!(glob_base("/l/r/*.parquet"), "/l/r/");
+        assert_eq!(glob_base("/l/r/**/x*.csv"), "/l/r/");
+        assert_eq!(glob_base("*.csv"), "");
+        let out = output_for_file(Path::new("/o"), "/l/r/**/*.csv", "/l/r/2026/a.csv");
+        assert_eq!(out, PathBuf::from("/o/2026/a.csv.parquet"));
+        assert_eq!(output_for_file(Path::new("/o"), "/l/*.parquet", "/l/a.parquet"), PathBuf::from("/o/a.parquet"));
+        let tmp = temp_path(&out, 12);
+        assert_eq!(tmp, PathBuf::from("/o/2026/.a.csv.parquet.run12.sqlscore-tmp"));
+        assert_eq!(parse_temp_path(&tmp), Some((out, 12)));
+        assert_eq!(parse_temp_path(Path::new("/o/a.parquet")), None);
+        assert_eq!(output_for_batch(Path::new("/o"), 3, 7), PathBuf::from("/o/run-00000003-part-00007.parquet"));
+    }
+}

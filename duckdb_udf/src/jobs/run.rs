@@ -1,0 +1,712 @@
+//! One run of a job: plan what is new, then per batch fetch (DuckDB reads the files in parallel and
+//! hands Arrow arrays over), score (per-model groups spread over a rayon pool), and write results,
+//! rejects and bookkeeping in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use duckdb::arrow::array::ArrayRef;
+use duckdb::arrow::compute::concat_batches;
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::{params, Connection, OptionalExt};
+use sqlscore_core::job::score_grouped_parallel;
+use sqlscore_core::lake::{batch_files, plan_files, quote_ident, FilePlan, FileStat};
+use sqlscore_core::{parse_ref, Batch, Dialect, Engine, Error, Model, RunOptions, Source, Target};
+
+use super::define::{glob_files, job, relation, JobInfo, FILE_COLUMN};
+use super::output::{self, Written};
+use super::{db, schema, sidecar, JobError, JobErrorKind};
+
+/// DuckDB's words in engine messages.
+pub static DUCKDB: Dialect = Dialect {
+    engine: "DuckDB",
+    text: "VARCHAR",
+    real: "FLOAT",
+    double: "DOUBLE",
+    integer: "INTEGER",
+    bigint: "BIGINT",
+    boolean: "BOOLEAN",
+    cast_example: "CAST(x AS DOUBLE)",
+    file_models: false,
+    register_hint: "register it with sqlscore model push NAME FILE --db DATABASE",
+    max_model_size_setting: "the SQLSCORE_MAX_MODEL_BYTES environment variable of the process",
+    intra_threads_setting: "SQLSCORE_INTRA_THREADS",
+    null_policy_setting: "the job's on_error",
+};
+
+/// How a run is carried out; everything has a default.
+pub struct RunConfig<'a> {
+    /// DuckDB threads for reading and scoring threads for the per-model groups (default: cores).
+    pub threads: usize,
+    /// Polled between batches and during ONNX Runtime runs; true stops the run (committed batches
+    /// stay) with status `cancelled`.
+    pub interrupt: Option<fn() -> bool>,
+    /// Told of the plan and of every committed batch (progress bars, log lines).
+    pub on_event: Option<&'a mut dyn FnMut(&Event)>,
+    /// The database file, for the run file next to it that `sqlscore job status` and `cancel`
+    /// read while the database is locked. None: no run file.
+    pub db_path: Option<PathBuf>,
+}
+
+impl Default for RunConfig<'_> {
+    fn default() -> Self {
+        RunConfig {
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            interrupt: None,
+            on_event: None,
+            db_path: None,
+        }
+    }
+}
+
+/// What a run reports while it goes.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// What the run found to do.
+    Planned { run_id: i64, job: String, plan: PlanSummary },
+    /// A batch committed.
+    Batch { run_id: i64, rows_done: u64, rows_rejected: u64, rows_total: Option<u64>, files_done: u64, seconds: f64 },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanSummary {
+    /// Files: new, rewritten, already scored (unchanged), vanished from the glob.
+    pub new_files: usize,
+    pub rewritten_files: usize,
+    pub unchanged_files: usize,
+    pub vanished_files: usize,
+    /// Rows to score when known (tables; Parquet files), and batches.
+    pub rows: Option<u64>,
+    pub batches: usize,
+    /// Table sources: the key range.
+    pub keys: Option<(i64, i64)>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub job: String,
+    pub run_id: i64,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    pub rows_scored: u64,
+    pub rows_rejected: u64,
+    pub files_scored: u64,
+    pub plan: PlanSummary,
+    pub seconds: f64,
+    pub error: Option<JobError>,
+}
+
+/// A run as `sqlscore job runs` lists it.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub run_id: i64,
+    pub job: String,
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub rows_scored: i64,
+    pub rows_rejected: i64,
+    pub files_scored: i64,
+    pub seconds: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// Jobs running in this process, by (database file, job): two connections of one host must not
+/// run one job at once (another process cannot: it cannot open the file while this one writes).
+static RUNNING: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
+
+struct RunningGuard((String, String));
+
+impl RunningGuard {
+    fn take(db: &str, job: &str) -> Option<RunningGuard> {
+        let key = (db.to_string(), job.to_string());
+        let mut set = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        set.get_or_insert_with(HashSet::new).insert(key.clone()).then_some(RunningGuard(key))
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        let mut set = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = set.as_mut() {
+            s.remove(&self.0);
+        }
+    }
+}
+
+fn database_file(conn: &Connection) -> String {
+    conn.query_row(
+        "SELECT coalesce(file, ':memory:') FROM pragma_database_list WHERE name = current_database()",
+        [],
+        |r| r.get::<_, String>(0),
+    )
+    .unwrap_or_else(|_| ":memory:".into())
+}
+
+/// Runs a job once: scores what is new since its last run. Errors before the run starts (no such
+/// job, already running) are `Err`; a run that starts always ends with a summary, whose `error`
+/// says why it failed or was cancelled.
+pub fn run_job(conn: &Connection, name: &str, mut cfg: RunConfig<'_>) -> Result<RunSummary, JobError> {
+    let info = job(conn, name)?;
+    let db_file = database_file(conn);
+    let _guard = RunningGuard::take(&db_file, name).ok_or_else(|| {
+        JobError::new(name, JobErrorKind::Busy, "a run of this job is already in progress in this process")
+    })?;
+    schema::ensure(conn).map_err(db(name, JobErrorKind::Failed))?;
+    let pid = std::process::id() as i32;
+    // Runs left `running` were interrupted: this process holds the file, so nobody else runs them.
+    conn.execute(
+        "UPDATE sqlscore_job_runs SET status = 'failed', finished_at = current_timestamp, \
+         error = 'interrupted: process ' || coalesce(pid::VARCHAR, '?') || ' ended without finishing the run (killed or crashed); its committed batches stay, the rest is scored by the next run' \
+         WHERE job = ? AND status = 'running'",
+        [name],
+    )
+    .map_err(db(name, JobErrorKind::Failed))?;
+    let threads = cfg.threads.max(1);
+    let run_id: i64 = conn
+        .query_row(
+            "INSERT INTO sqlscore_job_runs (run_id, job, status, threads, pid) \
+             VALUES (nextval('sqlscore_job_run_ids'), ?, 'running', ?, ?) RETURNING run_id",
+            params![name, threads as i32, pid],
+            |r| r.get(0),
+        )
+        .map_err(db(name, JobErrorKind::Failed))?;
+    let started = Instant::now();
+    let run_file = cfg.db_path.as_ref().map(|p| sidecar::RunFile::new(p, name));
+    let mut ctx = Run {
+        conn,
+        info,
+        run_id,
+        threads,
+        interrupt: cfg.interrupt,
+        engine: Engine::default(),
+        models: HashMap::new(),
+        pool: Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| {
+            JobError::new(name, JobErrorKind::Failed, format!("cannot start {threads} scoring threads: {e}"))
+        })?),
+        started,
+        rows_done: 0,
+        rows_rejected: 0,
+        files_done: 0,
+        files_rewritten: 0,
+        batches: 0,
+        plan: PlanSummary::default(),
+        run_file,
+        on_event: cfg.on_event.take(),
+        stage_ready: std::cell::Cell::new(false),
+    };
+    let result = ctx.execute();
+    let (status, error) = match result {
+        Ok(()) => ("succeeded", None),
+        Err(e) if e.kind == JobErrorKind::Cancelled => ("cancelled", Some(e.in_run(run_id))),
+        Err(e) => ("failed", Some(e.in_run(run_id))),
+    };
+    // A failed batch's transaction may still be open.
+    let _ = conn.execute_batch("ROLLBACK");
+    let _ = conn.execute_batch("DROP TABLE IF EXISTS temp.__sqlscore_stage");
+    conn.execute(
+        "UPDATE sqlscore_job_runs SET status = ?, finished_at = current_timestamp, error = ?, rows_scored = ?, \
+         rows_rejected = ?, files_scored = ?, files_rewritten = ?, batches = ? WHERE run_id = ?",
+        params![
+            status,
+            error.as_ref().map(|e| e.detail()),
+            ctx.rows_done as i64,
+            ctx.rows_rejected as i64,
+            ctx.files_done as i64,
+            ctx.files_rewritten as i64,
+            ctx.batches as i64,
+            run_id
+        ],
+    )
+    .map_err(|e| JobError::new(name, JobErrorKind::Failed, e.to_string()).in_run(run_id))?;
+    if let Some(f) = &ctx.run_file {
+        f.remove();
+    }
+    Ok(RunSummary {
+        job: name.to_string(),
+        run_id,
+        status: status.into(),
+        rows_scored: ctx.rows_done,
+        rows_rejected: ctx.rows_rejected,
+        files_scored: ctx.files_done,
+        plan: ctx.plan.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        error,
+    })
+}
+
+/// One unit of work: a key range or a set of files.
+enum Work {
+    Keys(i64, i64),
+    Files(Vec<FileStat>),
+}
+
+pub(super) struct Run<'c, 'e> {
+    conn: &'c Connection,
+    info: JobInfo,
+    run_id: i64,
+    threads: usize,
+    interrupt: Option<fn() -> bool>,
+    engine: Engine,
+    /// Models resolved in this run: a run scores every row with the version current at its start.
+    models: HashMap<String, (Arc<Model>, i32)>,
+    pool: Arc<rayon::ThreadPool>,
+    started: Instant,
+    rows_done: u64,
+    rows_rejected: u64,
+    files_done: u64,
+    files_rewritten: u64,
+    batches: u64,
+    plan: PlanSummary,
+    run_file: Option<sidecar::RunFile>,
+    on_event: Option<&'e mut dyn FnMut(&Event)>,
+    stage_ready: std::cell::Cell<bool>,
+}
+
+impl Run<'_, '_> {
+    fn name(&self) -> &str {
+        &self.info.spec.name
+    }
+
+    fn fail(&self, msg: impl Into<String>) -> JobError {
+        JobError::new(self.name(), JobErrorKind::Failed, msg)
+    }
+
+    fn db_err(&self) -> impl Fn(duckdb::Error) -> JobError + 'static {
+        let name = self.name().to_string();
+        move |e| JobError::new(&name, JobErrorKind::Failed, e.to_string())
+    }
+
+    fn cancelled(&self) -> bool {
+        self.interrupt.is_some_and(|f| f())
+    }
+
+    fn emit(&mut self, e: Event) {
+        if let Some(f) = self.on_event.as_mut() {
+            f(&e);
+        }
+    }
+
+    fn execute(&mut self) -> Result<(), JobError> {
+        self.conn.execute_batch(&format!("SET threads = {}", self.threads)).map_err(self.db_err())?;
+        if let Target::ParquetDir(dir) = &self.info.target {
+            output::recover(self.conn, self.name(), dir)?;
+        }
+        let work = self.plan()?;
+        self.emit(Event::Planned { run_id: self.run_id, job: self.name().to_string(), plan: self.plan.clone() });
+        self.progress_file();
+        for (seq, w) in work.into_iter().enumerate() {
+            if self.cancelled() {
+                return Err(JobError::new(
+                    self.name(),
+                    JobErrorKind::Cancelled,
+                    "cancelled before the next batch; committed batches stay",
+                ));
+            }
+            self.batch(seq as u32, w)?;
+            self.batches += 1;
+            self.emit(Event::Batch {
+                run_id: self.run_id,
+                rows_done: self.rows_done,
+                rows_rejected: self.rows_rejected,
+                rows_total: self.plan.rows,
+                files_done: self.files_done,
+                seconds: self.started.elapsed().as_secs_f64(),
+            });
+            self.progress_file();
+        }
+        Ok(())
+    }
+
+    fn progress_file(&self) {
+        if let Some(f) = &self.run_file {
+            f.write(&sidecar::Progress {
+                pid: std::process::id(),
+                run_id: self.run_id,
+                job: self.name().to_string(),
+                started_unix: sidecar::now_unix() - self.started.elapsed().as_secs_f64(),
+                rows_done: self.rows_done,
+                rows_total: self.plan.rows,
+                files_done: self.files_done,
+                files_total: (self.plan.new_files + self.plan.rewritten_files) as u64,
+            });
+        }
+    }
+
+    /// What is new: key ranges of about `batch_rows` rows, or batches of whole files.
+    fn plan(&mut self) -> Result<Vec<Work>, JobError> {
+        let batch_rows = self.info.spec.batch_rows.max(1);
+        match self.info.source.clone() {
+            Source::Table(_) => {
+                let rel = relation(&self.info.source, &[]);
+                let key = quote_ident(&self.info.spec.key);
+                let wm = self.info.watermark;
+                let (count, lo, hi): (i64, Option<i64>, Option<i64>) = self
+                    .conn
+                    .query_row(
+                        &format!("SELECT count(*), min({key})::BIGINT, max({key})::BIGINT FROM {rel} WHERE ? IS NULL OR {key} > ?"),
+                        params![wm, wm],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .map_err(self.db_err())?;
+                self.plan.rows = Some(count as u64);
+                let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(Vec::new()) };
+                self.plan.keys = Some((lo, hi));
+                let n = (count as u64).div_ceil(batch_rows).max(1) as i128;
+                let width = ((hi as i128 - lo as i128 + 1) + n - 1) / n;
+                let mut work = Vec::new();
+                let mut a = lo as i128;
+                while a <= hi as i128 {
+                    let b = (a + width - 1).min(hi as i128);
+                    work.push(Work::Keys(a as i64, b as i64));
+                    a = b + 1;
+                }
+                self.plan.batches = work.len();
+                Ok(work)
+            }
+            Source::Files { glob, format } => {
+                let listing: Vec<FileStat> =
+                    glob_files(self.conn, self.name(), &glob)?.iter().filter_map(|p| FileStat::of(p).ok()).collect();
+                let mut scored = HashMap::new();
+                {
+                    let mut stmt = self
+                        .conn
+                        .prepare("SELECT path, size, mtime_us FROM sqlscore_job_files WHERE job = ?")
+                        .map_err(self.db_err())?;
+                    let rows = stmt
+                        .query_map([self.name()], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                        })
+                        .map_err(self.db_err())?;
+                    for row in rows {
+                        let (p, s, m) = row.map_err(self.db_err())?;
+                        scored.insert(p, (s as u64, m));
+                    }
+                }
+                let plan: FilePlan = plan_files(listing, &scored);
+                self.plan.new_files = plan.new.len();
+                self.plan.rewritten_files = plan.rewritten.len();
+                self.plan.unchanged_files = plan.unchanged;
+                self.plan.vanished_files = plan.vanished.len();
+                let files: Vec<FileStat> = plan.to_score().cloned().collect();
+                if files.is_empty() {
+                    self.plan.rows = Some(0);
+                    return Ok(Vec::new());
+                }
+                // Rows per file from the Parquet footers (no data read); CSV batches by bytes.
+                let bytes: u64 = files.iter().map(|f| f.size).sum();
+                let mut target_bytes = batch_rows.saturating_mul(64);
+                if format == sqlscore_core::FileFormat::Parquet {
+                    let list: Vec<String> = files.iter().map(|f| sqlscore_core::lake::quote_literal(&f.path)).collect();
+                    let rows: Option<i64> = self
+                        .conn
+                        .query_row(
+                            &format!("SELECT sum(num_rows)::BIGINT FROM parquet_file_metadata([{}])", list.join(", ")),
+                            [],
+                            |r| r.get(0),
+                        )
+                        .map_err(|e| self.fail(format!("reading the Parquet footers of the new files: {e}")))?;
+                    if let Some(rows) = rows.filter(|&r| r > 0) {
+                        self.plan.rows = Some(rows as u64);
+                        target_bytes = ((bytes as f64 / rows as f64) * batch_rows as f64).max(1.0) as u64;
+                    } else {
+                        self.plan.rows = Some(0);
+                    }
+                }
+                let work: Vec<Work> = batch_files(files, target_bytes).into_iter().map(Work::Files).collect();
+                self.plan.batches = work.len();
+                Ok(work)
+            }
+        }
+    }
+
+    /// Loads every model a batch names that this run has not loaded yet: one registry query for
+    /// all of them, and their ONNX Runtime sessions built on the scoring threads (building a
+    /// session costs about as much as scoring a thousand rows with it, and a lake run may meet a
+    /// thousand models in its first batch). A name that is not registered is left to `resolve`,
+    /// which reports it.
+    fn preload(&mut self, models: &[Option<&str>]) -> Result<(), JobError> {
+        let mut missing: Vec<&str> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        for m in models.iter().flatten() {
+            if !self.models.contains_key(*m) && seen.insert(m) {
+                missing.push(m);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // name@version references resolve one by one; plain names (the usual case) in one query.
+        let plain: Vec<&str> = missing.iter().copied().filter(|m| !m.contains('@')).collect();
+        let list = plain.iter().map(|m| sqlscore_core::lake::quote_literal(m)).collect::<Vec<_>>().join(", ");
+        let mut rows: Vec<(String, i32, String, Vec<u8>)> = Vec::new();
+        if !plain.is_empty() {
+            let sql = format!(
+                "SELECT name, version, sha256, onnx FROM sqlscore_models WHERE name IN ({list}) \
+                 QUALIFY version = max(version) OVER (PARTITION BY name)"
+            );
+            let mut stmt = self.conn.prepare(&sql).map_err(self.db_err())?;
+            let found =
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(self.db_err())?;
+            for row in found {
+                rows.push(row.map_err(self.db_err())?);
+            }
+        }
+        let engine = &self.engine;
+        let loaded: Vec<(String, i32, sqlscore_core::Result<Arc<Model>>)> = self.pool.install(|| {
+            use rayon::prelude::*;
+            rows.into_par_iter()
+                .map(|(name, v, sha, onnx)| {
+                    let m = engine.get_or_load(&name, &sha, || Ok(onnx));
+                    (name, v, m)
+                })
+                .collect()
+        });
+        for (name, v, m) in loaded {
+            let m = m.map_err(|e| self.fail(e.to_string()))?;
+            self.models.insert(name, (m, v));
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, name: &str) -> sqlscore_core::Result<(Arc<Model>, i32)> {
+        if let Some(m) = self.models.get(name) {
+            return Ok(m.clone());
+        }
+        let (base, version) = parse_ref(name)?;
+        let row: Option<(i32, String, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT version, sha256, onnx FROM sqlscore_models WHERE name = ? AND (?::INTEGER IS NULL OR version = ?) \
+                 ORDER BY version DESC LIMIT 1",
+                params![base, version, version],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| Error::Internal(format!("reading the model registry: {e}")))?;
+        let Some((v, sha, onnx)) = row else {
+            let mut known: Vec<String> = Vec::new();
+            if let Ok(mut stmt) = self.conn.prepare("SELECT DISTINCT name FROM sqlscore_models ORDER BY name LIMIT 20")
+            {
+                if let Ok(rows) = stmt.query_map([], |r| r.get::<_, String>(0)) {
+                    known = rows.filter_map(Result::ok).collect();
+                }
+            }
+            return Err(Error::UnknownModel { model: name.to_string(), known });
+        };
+        let model = self.engine.get_or_load(name, &sha, || Ok(onnx))?;
+        self.models.insert(name.to_string(), (model.clone(), v));
+        Ok((model, v))
+    }
+
+    /// The query for one unit of work. Columns: key, model name, carried columns, features
+    /// (listed, or every source column when bound by name), then the file for file sources.
+    fn fetch_sql(&self, work: &Work) -> String {
+        let spec = &self.info.spec;
+        let key = quote_ident(&spec.key);
+        let mut cols = vec![key.clone(), format!("CAST(({}) AS VARCHAR)", spec.model)];
+        cols.extend(spec.carry.iter().map(|c| quote_ident(c)));
+        let files = matches!(work, Work::Files(_));
+        match &spec.features {
+            Some(f) => cols.extend(f.iter().map(|c| quote_ident(c))),
+            None if files => cols.push(format!("* EXCLUDE ({})", quote_ident(FILE_COLUMN))),
+            None => cols.push("*".into()),
+        }
+        if files {
+            cols.push(quote_ident(FILE_COLUMN));
+        }
+        match work {
+            Work::Keys(a, b) => {
+                format!(
+                    "SELECT {} FROM {} WHERE {key} BETWEEN {a} AND {b}",
+                    cols.join(", "),
+                    relation(&self.info.source, &[])
+                )
+            }
+            Work::Files(fs) => {
+                let paths: Vec<String> = fs.iter().map(|f| f.path.clone()).collect();
+                format!("SELECT {} FROM {}", cols.join(", "), relation(&self.info.source, &paths))
+            }
+        }
+    }
+
+    fn fetch(&self, work: &Work) -> Result<Option<RecordBatch>, JobError> {
+        let file = match work {
+            Work::Files(fs) if fs.len() == 1 => Some(fs[0].path.as_str()),
+            _ => None,
+        };
+        let sql = self.fetch_sql(work);
+        let mut stmt =
+            self.conn.prepare(&sql).map_err(|e| self.fail(format!("reading the source: {e}")).in_file(file))?;
+        let batches: Vec<RecordBatch> =
+            stmt.query_arrow([]).map_err(|e| self.fail(format!("reading the source: {e}")).in_file(file))?.collect();
+        let Some(first) = batches.first() else { return Ok(None) };
+        let schema = first.schema();
+        let all = concat_batches(&schema, &batches).map_err(|e| self.fail(format!("gathering the batch: {e}")))?;
+        Ok((all.num_rows() > 0).then_some(all))
+    }
+
+    /// Scores a fetched batch: one outcome per row.
+    fn score(&mut self, rb: &RecordBatch, files: bool) -> Result<Vec<sqlscore_core::RowOutcome>, JobError> {
+        let spec = self.info.spec.clone();
+        let ncarry = spec.carry.len();
+        let end = rb.num_columns() - usize::from(files);
+        let schema = rb.schema();
+        let features: Vec<(String, ArrayRef)> =
+            (2 + ncarry..end).map(|i| (schema.field(i).name().clone(), rb.column(i).clone())).collect();
+        let owned = super::arrow_in::Owned::new(&features);
+        let mut batch = Batch::new(owned.columns(&features), rb.num_rows());
+        if spec.features.is_some() {
+            batch = batch.bound_by_position();
+        }
+        let models = super::arrow_in::model_names(rb.column(1).as_ref());
+        self.preload(&models)?;
+        let opts = RunOptions {
+            null_policy: spec.on_error.null_policy(),
+            batch_rows: self.engine.config().batch_rows,
+            intra_threads: 1,
+            interrupt: self.interrupt,
+            dialect: &DUCKDB,
+        };
+        let outputs = self.info.outputs;
+        let pool = self.pool.clone();
+        score_grouped_parallel(&batch, &models, |m| self.resolve(m), outputs, spec.on_error, opts, &pool).map_err(|e| {
+            let kind = if matches!(e, Error::Cancelled { .. }) || self.cancelled() {
+                JobErrorKind::Cancelled
+            } else {
+                JobErrorKind::Failed
+            };
+            JobError::new(self.name(), kind, e.to_string())
+        })
+    }
+
+    /// Fetches, scores and commits one unit of work.
+    fn batch(&mut self, seq: u32, work: Work) -> Result<(), JobError> {
+        let files = matches!(work, Work::Files(_));
+        let t0 = Instant::now();
+        let Some(rb) = self.fetch(&work)? else {
+            return self.commit_empty(&work);
+        };
+        let t1 = Instant::now();
+        let outcomes = match self.score(&rb, files) {
+            Ok(o) => o,
+            Err(e) => return Err(self.locate(e, &work)),
+        };
+        let t2 = Instant::now();
+        let written: Written = output::write(self, seq, &work_files(&work), &rb, &outcomes, files)?;
+        if std::env::var_os("SQLSCORE_JOB_TRACE").is_some() {
+            eprintln!(
+                "batch {seq}: {} rows: fetch {:.3} s, score {:.3} s, write {:.3} s",
+                rb.num_rows(),
+                (t1 - t0).as_secs_f64(),
+                (t2 - t1).as_secs_f64(),
+                t2.elapsed().as_secs_f64()
+            );
+        }
+        self.rows_done += written.rows;
+        self.rows_rejected += written.rejected;
+        if let Work::Files(fs) = &work {
+            self.files_done += fs.len() as u64;
+            self.files_rewritten += written.rewritten;
+        }
+        Ok(())
+    }
+
+    /// A unit with no rows still moves the watermark / records its files.
+    fn commit_empty(&mut self, work: &Work) -> Result<(), JobError> {
+        let empty = RecordBatch::new_empty(Arc::new(duckdb::arrow::datatypes::Schema::empty()));
+        let written = output::write(self, 0, &work_files(work), &empty, &[], matches!(work, Work::Files(_)))?;
+        if let Work::Files(fs) = work {
+            self.files_done += fs.len() as u64;
+            self.files_rewritten += written.rewritten;
+        }
+        Ok(())
+    }
+
+    /// A failed batch of several files: find the first file that fails alone, so the error names it.
+    fn locate(&mut self, e: JobError, work: &Work) -> JobError {
+        let Work::Files(fs) = work else { return e };
+        if fs.len() == 1 {
+            return e.in_file(Some(&fs[0].path));
+        }
+        if e.kind == JobErrorKind::Cancelled {
+            return e;
+        }
+        for f in fs {
+            let one = Work::Files(vec![f.clone()]);
+            if let Ok(Some(rb)) = self.fetch(&one) {
+                if let Err(e1) = self.score(&rb, true) {
+                    return e1.in_file(Some(&f.path));
+                }
+            }
+        }
+        e
+    }
+}
+
+fn work_files(work: &Work) -> output::Unit {
+    match work {
+        Work::Keys(a, b) => output::Unit::Keys(*a, *b),
+        Work::Files(fs) => output::Unit::Files(fs.clone()),
+    }
+}
+
+// Accessors the writer needs.
+impl<'c> Run<'c, '_> {
+    pub(super) fn conn(&self) -> &'c Connection {
+        self.conn
+    }
+    pub(super) fn info(&self) -> &JobInfo {
+        &self.info
+    }
+    pub(super) fn run_id(&self) -> i64 {
+        self.run_id
+    }
+    /// Whether this run's staging table (Parquet targets) exists.
+    pub(super) fn stage_ready(&self) -> &std::cell::Cell<bool> {
+        &self.stage_ready
+    }
+    pub(super) fn counters(&self) -> (u64, u64, u64, u64, u64) {
+        (self.rows_done, self.rows_rejected, self.files_done, self.files_rewritten, self.batches)
+    }
+    pub(super) fn error(&self, msg: impl Into<String>) -> JobError {
+        self.fail(msg)
+    }
+}
+
+pub(super) type RunCtx<'c, 'e> = Run<'c, 'e>;
+
+/// The runs of a job (or of every job), newest first.
+pub fn runs(conn: &Connection, job_name: Option<&str>, limit: usize) -> Result<Vec<RunInfo>, JobError> {
+    let who = job_name.unwrap_or("*");
+    if !schema::exists(conn).map_err(db(who, JobErrorKind::Failed))? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT run_id, job, status, strftime(started_at, '%Y-%m-%d %H:%M:%S'), strftime(finished_at, '%Y-%m-%d %H:%M:%S'), \
+             rows_scored, rows_rejected, files_scored, epoch(finished_at) - epoch(started_at), error \
+             FROM sqlscore_job_runs WHERE ?::VARCHAR IS NULL OR job = ? ORDER BY run_id DESC LIMIT ?",
+        )
+        .map_err(db(who, JobErrorKind::Failed))?;
+    let rows = stmt
+        .query_map(params![job_name, job_name, limit as i64], |r| {
+            Ok(RunInfo {
+                run_id: r.get(0)?,
+                job: r.get(1)?,
+                status: r.get(2)?,
+                started_at: r.get(3)?,
+                finished_at: r.get(4)?,
+                rows_scored: r.get(5)?,
+                rows_rejected: r.get(6)?,
+                files_scored: r.get(7)?,
+                seconds: r.get(8)?,
+                error: r.get(9)?,
+            })
+        })
+        .map_err(db(who, JobErrorKind::Failed))?;
+    rows.collect::<duckdb::Result<Vec<_>>>().map_err(db(who, JobErrorKind::Failed))
+}
