@@ -1,20 +1,23 @@
-//! The seed scenario (what `make demo` runs): IoT readings as Parquet, one OneClassSVM anomaly
-//! model per (device, sensor) registered in an embedded DuckDB file, scored by one
-//! `INSERT INTO anomaly_scores SELECT ... score('anomaly_' || sensor_id, value) ...`.
+//! The seed scenario (what `make demo` runs): IoT readings land as Parquet files in a lake
+//! folder, one OneClassSVM anomaly model per (device, sensor) is registered in an embedded DuckDB
+//! file, and a scoring job (`'anomaly_' || sensor_id` picks each reading's model) scores the
+//! folder incrementally: the first run scores the backlog, and when a new file lands the next run
+//! scores only that file. Every call of the demo lands one more file.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use duckdb::Connection;
-use indicatif::{ProgressBar, ProgressStyle};
+use sqlscore_duckdb::jobs::{self, Event, JobSpec, RunConfig};
 
 use crate::BoxError;
 
 const SQL_GENERATE: &str = include_str!("../../sql/demo/01_generate_readings.sql");
-const SQL_CREATE: &str = include_str!("../../sql/demo/02_create_scores_table.sql");
-const SQL_SCORE: &str = include_str!("../../sql/demo/03_score.sql");
 const SQL_BI_VIEWS: &str = include_str!("../../sql/bi_views.sql");
+const JOB: &str = "anomaly";
+/// Hours of readings per lake file.
+const FILE_HOURS: u32 = 6;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -22,7 +25,7 @@ pub struct DemoArgs {
     devices: u32,
     #[arg(long, default_value_t = 5)]
     sensors: u32,
-    /// Hours of readings per sensor.
+    /// Hours of readings in the backlog (landed as files of 6 hours each).
     #[arg(long, default_value_t = 24)]
     hours: u32,
     /// Seconds between two readings of one sensor.
@@ -34,10 +37,10 @@ pub struct DemoArgs {
     /// Where models/make_demo_models.py wrote the per-sensor models.
     #[arg(long, default_value = "models/demo")]
     models: PathBuf,
-    /// The "data lake" folder for the Parquet readings.
+    /// The "data lake" folder; readings land in its readings/ folder.
     #[arg(long, default_value = "demo-data")]
     data: PathBuf,
-    /// DuckDB threads (default: all cores).
+    /// DuckDB and scoring threads (default: all cores).
     #[arg(long)]
     threads: Option<u32>,
     #[arg(long)]
@@ -46,6 +49,29 @@ pub struct DemoArgs {
 
 fn fill(template: &str, vars: &[(&str, String)]) -> String {
     vars.iter().fold(template.to_string(), |s, (k, v)| s.replace(&format!("{{{k}}}"), v))
+}
+
+/// Lands lake file number `index` (6 hours of readings) unless it is there already; returns its
+/// path and whether it was written now.
+fn land(conn: &Connection, args: &DemoArgs, dir: &Path, index: u32) -> Result<(PathBuf, bool), BoxError> {
+    let steps_per_file = u64::from(FILE_HOURS) * 3600 / u64::from(args.interval.max(1));
+    let path = dir.join(format!("readings-{index:04}.parquet"));
+    if path.exists() {
+        return Ok((path, false));
+    }
+    // Written under a hidden name and renamed: a job never sees half a file.
+    let tmp = dir.join(format!(".readings-{index:04}.parquet.tmp"));
+    let vars = [
+        ("devices", args.devices.to_string()),
+        ("sensors", args.sensors.to_string()),
+        ("first", (u64::from(index) * steps_per_file).to_string()),
+        ("last", (u64::from(index + 1) * steps_per_file).to_string()),
+        ("interval", args.interval.to_string()),
+        ("parquet", tmp.display().to_string().replace('\'', "''")),
+    ];
+    conn.execute_batch(&fill(SQL_GENERATE, &vars))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok((path, true))
 }
 
 pub fn run(args: DemoArgs) -> Result<(), BoxError> {
@@ -57,57 +83,84 @@ pub fn run(args: DemoArgs) -> Result<(), BoxError> {
         );
         return crate::pg::demo(&db, &args.models, args.devices, args.sensors, args.hours, args.interval);
     }
-    let steps = u64::from(args.hours) * 3600 / u64::from(args.interval.max(1));
-    let total_rows = u64::from(args.devices) * u64::from(args.sensors) * steps;
-    std::fs::create_dir_all(&args.data)?;
-    let parquet = args.data.join("readings.parquet");
-    let vars = [
-        ("devices", args.devices.to_string()),
-        ("sensors", args.sensors.to_string()),
-        ("steps", steps.to_string()),
-        ("interval", args.interval.to_string()),
-        ("hours", args.hours.to_string()),
-        ("parquet", parquet.display().to_string().replace('\'', "''")),
-    ];
-
+    let lake = args.data.join("readings");
+    std::fs::create_dir_all(&lake)?;
     let conn = sqlscore_duckdb::open(&args.db)?;
     if let Some(t) = args.threads {
         conn.execute_batch(&format!("SET threads = {t}"))?;
     }
     println!(
-        "sqlscore demo: {} devices x {} sensors x {} h every {} s = {} readings -> {}",
+        "sqlscore demo: {} devices x {} sensors, a reading every {} s, lake {} -> {}",
         args.devices,
         args.sensors,
-        args.hours,
         args.interval,
-        total_rows,
+        lake.display(),
         args.db.display()
     );
 
+    // The backlog: the first `hours` of readings, as files of 6 hours.
     let t = Instant::now();
-    conn.execute_batch(&fill(SQL_GENERATE, &vars))?;
-    println!("  wrote {} ({:.2} s)", parquet.display(), t.elapsed().as_secs_f64());
+    let backlog_files = args.hours.div_ceil(FILE_HOURS).max(1);
+    let mut landed = 0;
+    for i in 0..backlog_files {
+        landed += u32::from(land(&conn, &args, &lake, i)?.1);
+    }
+    println!(
+        "  backlog: {backlog_files} files of {FILE_HOURS} h in {} ({landed} written now, {:.2} s)",
+        lake.display(),
+        t.elapsed().as_secs_f64()
+    );
 
     let t = Instant::now();
     let (new, kept) = register_models(&conn, &args.models, args.devices, args.sensors)?;
     println!("  models: {new} registered, {kept} already current ({:.2} s)", t.elapsed().as_secs_f64());
 
-    conn.execute_batch(SQL_CREATE)?;
-    let t = Instant::now();
-    let inserted = with_progress(&conn, total_rows, args.quiet, |c| Ok(c.execute(&fill(SQL_SCORE, &vars), [])?))?;
-    let secs = t.elapsed().as_secs_f64();
+    if jobs::job(&conn, JOB).is_err() {
+        let mut spec = JobSpec::new(
+            JOB,
+            &format!("{}/*.parquet", lake.display()),
+            "id",
+            "'anomaly_' || sensor_id",
+            "anomaly_scores",
+        );
+        spec.features = Some(vec!["value".into()]);
+        spec.carry = ["device_id", "sensor_id", "ts", "value", "injected"].map(String::from).to_vec();
+        jobs::create_job(&conn, &spec)?;
+        println!("  job {JOB}: created: {}/*.parquet -> anomaly_scores, model 'anomaly_' || sensor_id", lake.display());
+    }
     conn.execute_batch(SQL_BI_VIEWS)?;
-    println!(
-        "  scored {inserted} readings with {} models in {secs:.2} s: {:.0} rows/s",
-        args.devices * args.sensors,
-        inserted as f64 / secs
-    );
+
+    run_job(&conn, &args)?;
+
+    // New readings land: the next 6 hours after the newest file. The next run scores only them.
+    let next = (0..).find(|i| !lake.join(format!("readings-{i:04}.parquet")).exists()).unwrap_or(0);
+    let (path, _) = land(&conn, &args, &lake, next)?;
+    println!("  new readings landed: {} (hours {}-{})", path.display(), next * FILE_HOURS, (next + 1) * FILE_HOURS);
+    run_job(&conn, &args)?;
+
     summary(&conn)?;
     println!(
-        "anomaly_scores and the BI views (anomalies_by_sensor, anomalies_by_hour, detection_quality) are in {}",
+        "anomaly_scores, the BI views (anomaly_readings, anomalies_by_sensor, anomalies_by_hour, detection_quality, job_history) \
+         and the job's history are in {}; run the job again with: sqlscore job run {JOB} --db {}",
+        args.db.display(),
         args.db.display()
     );
     Ok(())
+}
+
+fn run_job(conn: &Connection, args: &DemoArgs) -> Result<(), BoxError> {
+    let mut report = crate::jobs::Reporter::new(JOB, args.quiet);
+    let mut on_event = |e: &Event| report.event(e);
+    let mut cfg = RunConfig { on_event: Some(&mut on_event), db_path: Some(args.db.clone()), ..RunConfig::default() };
+    if let Some(t) = args.threads {
+        cfg.threads = t as usize;
+    }
+    let s = jobs::run_job(conn, JOB, cfg)?;
+    report.finish(&s);
+    match s.error {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
+    }
 }
 
 /// Registers each (device, sensor) model unless the latest version already has the same bytes,
@@ -143,47 +196,9 @@ fn register_models(conn: &Connection, dir: &Path, devices: u32, sensors: u32) ->
     Ok((new, kept))
 }
 
-/// Runs a long statement while a bar follows DuckDB's own query progress.
-fn with_progress<T>(
-    conn: &Connection,
-    total: u64,
-    quiet: bool,
-    f: impl FnOnce(&Connection) -> Result<T, BoxError>,
-) -> Result<T, BoxError> {
-    if quiet {
-        return f(conn);
-    }
-    conn.set_query_progress_tracking(true)?;
-    let handle = conn.progress_handle();
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("  scoring [{bar:40}] {percent:>3}% {elapsed_precise} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let p = handle.query_progress();
-                if let Some(pct) = p.percentage() {
-                    bar.set_position((pct / 100.0 * total as f64) as u64);
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        let r = f(conn);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
-    });
-    bar.set_position(total);
-    bar.finish();
-    result
-}
-
 fn summary(conn: &Connection) -> Result<(), BoxError> {
     let (readings, anomalies): (i64, i64) =
-        conn.query_row("SELECT count(*), count(*) FILTER (WHERE is_anomaly) FROM anomaly_scores", [], |r| {
+        conn.query_row("SELECT count(*), count(*) FILTER (WHERE is_anomaly) FROM anomaly_readings", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
     println!(

@@ -165,7 +165,7 @@ fn print_aligned(header: &[&str], rows: &[Vec<String>], right: &[bool]) {
         }
     };
     let head: Vec<String> = header.iter().enumerate().map(|(i, h)| pad(h, width[i], false)).collect();
-    println!(" {} ", head.join(" | ").trim_end());
+    println!(" {}", head.join(" | ").trim_end());
     println!("{}", width.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
     for r in rows {
         let cells: Vec<String> =

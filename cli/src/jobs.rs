@@ -600,7 +600,7 @@ impl Reporter {
         println!("job {} run {run_id}: {of}", self.job);
     }
 
-    fn event(&mut self, e: &Event) {
+    pub fn event(&mut self, e: &Event) {
         match e {
             Event::Planned { run_id, plan, .. } => {
                 let files = plan.new_files + plan.rewritten_files + plan.unchanged_files;
@@ -613,12 +613,17 @@ impl Reporter {
                     }
                 } else if files > 0 || plan.keys.is_none() {
                     format!(
-                        "{} new files, {} rewritten, {} already scored: {rows} in {} batches",
-                        plan.new_files, plan.rewritten_files, plan.unchanged_files, plan.batches
+                        "{} new {}, {} rewritten, {} already scored: {rows} in {} {}",
+                        plan.new_files,
+                        if plan.new_files == 1 { "file" } else { "files" },
+                        plan.rewritten_files,
+                        plan.unchanged_files,
+                        plan.batches,
+                        if plan.batches == 1 { "batch" } else { "batches" }
                     )
                 } else {
                     let (lo, hi) = plan.keys.unwrap_or_default();
-                    format!("{rows} with keys {lo}..{hi} in {} batches", plan.batches)
+                    format!("{rows} with keys {lo}..{hi} in {} batch(es)", plan.batches)
                 };
                 self.planned(*run_id, &what, plan.rows);
             }
@@ -628,12 +633,16 @@ impl Reporter {
         }
     }
 
-    fn finish(&mut self, s: &RunSummary) {
+    pub fn finish(&mut self, s: &RunSummary) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
         let rate = s.rows_scored as f64 / s.seconds.max(1e-3);
-        let files = if s.files_scored > 0 { format!(", {} files", s.files_scored) } else { String::new() };
+        let files = match s.files_scored {
+            0 => String::new(),
+            1 => ", 1 file".into(),
+            n => format!(", {n} files"),
+        };
         match &s.error {
             None => println!(
                 "job {} run {}: {}: {} rows scored, {} rejected{files} in {:.2} s ({rate:.0} rows/s)",

@@ -1,5 +1,6 @@
 -- IoT readings for the demo: {devices} devices x {sensors} sensors, one reading every
--- {interval} seconds for {hours} hours, written as Parquet (the "data lake").
+-- {interval} seconds, steps {first} to {last} (exclusive), written as one Parquet file of the
+-- "data lake" (the demo lands one file per 6 hours of readings).
 -- Sensor s of device d reads N(mean, std) with mean = 10*(s+1) + 3*d, std = 1 + 0.25*s + 0.1*d:
 -- the same formula models/make_demo_models.py trains the per-sensor models on.
 -- About 0.5% of readings are injected anomalies, 6 to 10 standard deviations away.
@@ -12,9 +13,10 @@ COPY (
                (hash(d.d, s.s, t.t, 1) % 1000000 + 0.5) / 1000000.0 AS u1,
                (hash(d.d, s.s, t.t, 2) % 1000000) / 1000000.0 AS u2,
                hash(d.d, s.s, t.t, 3) % 1000 AS roll
-        FROM range({devices}) d(d), range({sensors}) s(s), range({steps}) t(t)
+        FROM range({devices}) d(d), range({sensors}) s(s), range({first}, {last}) t(t)
     )
-    SELECT (device * {sensors} + sensor) * {steps} + step AS id,
+    -- ids grow with time, so files landed later hold higher ids.
+    SELECT step * {devices} * {sensors} + device * {sensors} + sensor AS id,
            'd' || device AS device_id,
            'd' || device || '_s' || sensor AS sensor_id,
            TIMESTAMP '2026-01-01 00:00:00' + to_seconds(step * {interval}) AS ts,

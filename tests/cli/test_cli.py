@@ -13,27 +13,35 @@ def run(*args, check=True):
 
 
 def test_demo_small(tmp_path):
+    """The demo is a lake job: the backlog is scored by the first run, and each call lands one more
+    6-hour file that the next run scores alone."""
     db = tmp_path / "demo.duckdb"
-    args = ["demo", "--devices", 2, "--sensors", 3, "--hours", 2, "--db", db, "--data", tmp_path / "lake", "--quiet"]
+    lake = tmp_path / "lake" / "readings"
+    args = ["demo", "--devices", 2, "--sensors", 3, "--hours", 6, "--db", db, "--data", tmp_path / "lake", "--quiet"]
     out = run(*args)
-    assert "scored 720 readings with 6 models" in out.stdout, out.stdout
-    assert (tmp_path / "lake" / "readings.parquet").exists()
+    # 6 sensors x 360 readings per 6-hour file: the backlog file, then one that lands afterwards.
+    assert "run 1: succeeded: 2160 rows scored, 0 rejected, 1 file" in out.stdout, out.stdout
+    assert "run 2: succeeded: 2160 rows scored, 0 rejected, 1 file" in out.stdout, out.stdout
+    assert sorted(p.name for p in lake.iterdir()) == ["readings-0000.parquet", "readings-0001.parquet"]
 
     con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("SELECT count(*), count(DISTINCT sensor_id) FROM anomaly_scores").fetchone() == (720, 6)
+    assert con.execute("SELECT count(*), count(DISTINCT id), count(DISTINCT sensor_id) FROM anomaly_scores").fetchone() == (4320, 4320, 6)
     assert con.execute("SELECT count(*) FROM anomaly_scores WHERE score IS NULL").fetchone()[0] == 0
     tp, missed, false_alarms, _ = con.execute("SELECT * FROM detection_quality").fetchone()
     # Injected anomalies are 6+ standard deviations out: every one is caught; few false alarms.
     assert tp > 0 and missed == 0
-    assert false_alarms < 0.05 * 720
+    assert false_alarms < 0.05 * 4320
     assert con.execute("SELECT count(*) FROM sqlscore_models").fetchone()[0] == 6
+    assert con.execute("SELECT list(status ORDER BY run_id) FROM job_history").fetchone()[0] == ["succeeded"] * 2
     con.close()
 
-    # Running it again is safe: same rows, no new model versions.
+    # Running it again: nothing new in the lake for the first run, then only the file that landed.
     out = run(*args)
     assert "0 registered, 6 already current" in out.stdout, out.stdout
+    assert "run 3: succeeded: 0 rows scored" in out.stdout, out.stdout
+    assert "run 4: succeeded: 2160 rows scored, 0 rejected, 1 file" in out.stdout, out.stdout
     con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("SELECT count(*) FROM anomaly_scores").fetchone()[0] == 720
+    assert con.execute("SELECT count(*), count(DISTINCT id) FROM anomaly_scores").fetchone() == (6480, 6480)
     assert con.execute("SELECT max(version) FROM sqlscore_models").fetchone()[0] == 1
 
 
@@ -50,11 +58,28 @@ def test_model_push_and_list(tmp_path):
     assert out.stdout.startswith("registered churn@1 sha256=")
     run("model", "push", "--db", db, "churn", "models/gbm_classifier.onnx")
     listing = run("model", "list", "--db", db).stdout.splitlines()
-    assert listing[0].startswith("name | version | latest")
-    assert listing[1].startswith("churn | 1 | false") and listing[2].startswith("churn | 2 | true")
+    cells = [[c.strip() for c in line.split("|")] for line in listing]
+    assert cells[0][:3] == ["name", "version", "latest"]
+    assert cells[2][:3] == ["churn", "1", "false"] and cells[3][:3] == ["churn", "2", "true"]
+    # created_at prints as a timestamp, not a Rust debug form.
+    assert "Timestamp(" not in listing[2] and listing[-1] == "(2 rows)"
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00garbage")
     out = run("model", "push", "--db", db, "junk", bad, check=False)
     assert out.returncode != 0 and "not a valid ONNX model" in out.stderr
     got = run("sql", "--db", db, "SELECT round(score('churn@1', 1, 2, 3, 4, 5, 6, 7, 8), 6) AS s").stdout
-    assert got.splitlines()[0] == "s"
+    lines = [line.strip() for line in got.splitlines()]
+    assert lines[0] == "s" and lines[-1] == "(1 row)"
+    float(lines[2])
+
+
+def test_sql_prints_values_like_duckdb(tmp_path):
+    """Timestamps, lists, structs and NULLs as DuckDB's own client prints them."""
+    got = run("sql", "--db", tmp_path / "v.duckdb",
+              "SELECT TIMESTAMP '2026-01-01 10:00:00' AS t, TIMESTAMPTZ '2026-01-01 10:00:00.25+00' AS tz, "
+              "DATE '2026-03-04' AS d, [0.94, 0.06] AS l, {'a': 1, 'b': 'x'} AS s, NULL AS n, 42 AS i").stdout
+    row = [c.strip() for c in got.splitlines()[2].split("|")]
+    assert row == ["2026-01-01 10:00:00", "2026-01-01 10:00:00.25+00", "2026-03-04", "[0.94, 0.06]",
+                   "{'a': 1, 'b': x}", "NULL", "42"], got
+    for debug in ("Timestamp(", "List(", "Double(", "Struct("):
+        assert debug not in got
