@@ -23,7 +23,7 @@ PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
-.PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg bench-jobs \
+.PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg bench-jobs bench-lake \
         pg-deps pg-install demo-pg pg-stop clean
 
 demo: venv extension cli demo-models
@@ -34,11 +34,12 @@ test: venv extension cli test-core test-duckdb test-pg
 test-core: venv
 	$(CARGO) test --release -p sqlscore-core
 
-# DuckDB: unit-style and golden tests, the CLI, and the bounded fuzz run (tests/fuzz; its
-# PostgreSQL half runs in test-pg).
+# DuckDB: unit-style and golden tests, the CLI and its lake jobs, the bounded fuzz run (tests/fuzz;
+# its PostgreSQL half runs in test-pg), and the Rust embedding API's jobs (cli/tests/embed_jobs.rs).
 test-duckdb: venv extension test-extension cli
 	$(PY) -m pytest -q -p no:cacheprovider tests/duckdb tests/cli tests/fuzz \
 	  --deselect tests/fuzz/test_fuzz.py::test_fuzz_postgres
+	$(CARGO) test --release -p sqlscore-cli --test embed_jobs
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: python/requirements.txt Makefile
@@ -141,6 +142,17 @@ JOBS_MODELS ?= 1000
 bench-jobs: venv pg-install
 	scripts/pg-cluster.sh start
 	$(PY) bench/jobs_bench.py --url $(PG_URL) --rows $(JOBS_ROWS) --models $(JOBS_MODELS)
+
+# Lake jobs (bench/lake_bench.py): `sqlscore job run` over LAKE_ROWS readings in LAKE_FILES Parquet
+# files scored by LAKE_MODELS per-sensor models, with 1 and 2 threads, against the Python pipeline a
+# team writes for the same incremental job (bench/lake_pipeline.py), plus a run with nothing new.
+# The lake, the models and the registry are cached under target/bench/lake. A quick check:
+# make bench-lake LAKE_ROWS=200000 LAKE_MODELS=50 LAKE_FILES=10
+LAKE_ROWS ?= 10000000
+LAKE_MODELS ?= 1000
+LAKE_FILES ?= 100
+bench-lake: venv extension cli
+	$(PY) bench/lake_bench.py --rows $(LAKE_ROWS) --models $(LAKE_MODELS) --files $(LAKE_FILES)
 
 # The code checks CI runs: formatting, and clippy with warnings as errors over every crate, test
 # and the loadable extension (its own feature set: it is built alone, see `extension`).

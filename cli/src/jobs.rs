@@ -569,7 +569,7 @@ impl Reporter {
         if self.tty && total.is_some_and(|t| t > 0) {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stdout());
             bar.set_style(
-                ProgressStyle::with_template("  [{bar:40}] {human_pos}/{human_len} rows  {per_sec}  ETA {eta}")
+                ProgressStyle::with_template("  [{bar:40}] {human_pos}/{human_len} rows  {msg}  ETA {eta}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
@@ -583,6 +583,7 @@ impl Reporter {
         }
         if let Some(bar) = &self.bar {
             bar.set_position(done);
+            bar.set_message(format!("{:.0} rows/s", done as f64 / seconds.max(1e-3)));
             return;
         }
         if self.last_line.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) && total != Some(done) {

@@ -53,6 +53,11 @@ fn setting(name: &str, value: &str, reason: impl Into<String>) -> Error {
 /// A table name as the job may use it in SQL: one to three dot-separated plain identifiers.
 /// Anything else is refused rather than quoted, so a name can never carry SQL.
 pub fn check_table_name(what: &str, name: &str) -> Result<()> {
+    let expected = if what == "target" {
+        "expected a table name (letters, digits and _, optionally schema-qualified) or a folder ending in '/' (e.g. 'lake/scores/')"
+    } else {
+        "expected a table name (letters, digits and _, optionally schema-qualified) or a file glob such as 'lake/readings/*.parquet'"
+    };
     let parts: Vec<&str> = name.split('.').collect();
     let plain = |p: &str| {
         let mut chars = p.chars();
@@ -60,11 +65,7 @@ pub fn check_table_name(what: &str, name: &str) -> Result<()> {
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
     if parts.len() > 3 || !parts.iter().all(|p| plain(p)) {
-        return Err(setting(
-            what,
-            name,
-            "expected a table name (letters, digits and _, optionally schema-qualified) or a file glob such as 'lake/readings/*.parquet'",
-        ));
+        return Err(setting(what, name, expected));
     }
     Ok(())
 }

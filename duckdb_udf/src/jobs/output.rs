@@ -24,7 +24,10 @@ use super::{JobError, JobErrorKind};
 
 /// A batch's unit of work, as the bookkeeping records it.
 pub enum Unit {
-    Keys(#[allow(dead_code)] i64, i64),
+    /// Keys up to `hi` (the new watermark).
+    Keys {
+        hi: i64,
+    },
     Files(Vec<FileStat>),
 }
 
@@ -148,7 +151,7 @@ pub fn write(
                     .map_err(|e| fail("reading the file ledger", e))?;
                 rows.collect::<duckdb::Result<Vec<_>>>().map_err(|e| fail("reading the file ledger", e))?
             }
-            Unit::Keys(..) => Vec::new(),
+            Unit::Keys { .. } => Vec::new(),
         };
         written.rewritten = rewritten.len() as u64;
         if !rewritten.is_empty() {
@@ -183,8 +186,9 @@ pub fn write(
             Target::ParquetDir(dir) => {
                 stage(run)?;
                 if let Some(out) = &out {
-                    let mut app =
-                        conn.appender_to_db("__sqlscore_stage", "temp").map_err(|e| fail("staging results", e))?;
+                    let mut app = conn
+                        .appender_to_catalog_and_db("__sqlscore_stage", "temp", "main")
+                        .map_err(|e| fail("staging results", e))?;
                     app.append_record_batch(out.clone()).map_err(|e| fail("staging results", e))?;
                     app.flush().map_err(|e| fail("staging results", e))?;
                 }
@@ -197,8 +201,8 @@ pub fn write(
                         };
                         fs.iter().map(|f| (output_for_file(&dir, &glob, &f.path), Some(f.path.clone()))).collect()
                     }
-                    Unit::Keys(..) if out.is_some() => vec![(output_for_batch(&dir, run.run_id(), seq), None)],
-                    Unit::Keys(..) => Vec::new(),
+                    Unit::Keys { .. } if out.is_some() => vec![(output_for_batch(&dir, run.run_id(), seq), None)],
+                    Unit::Keys { .. } => Vec::new(),
                 };
                 for (final_path, source) in plan {
                     if let Some(parent) = final_path.parent() {
@@ -269,7 +273,7 @@ pub fn write(
                 }
                 app.flush().map_err(|e| fail("updating the file ledger", e))?;
             }
-            Unit::Keys(_, hi) => {
+            Unit::Keys { hi } => {
                 conn.execute("UPDATE sqlscore_jobs SET watermark = ? WHERE name = ?", params![hi, &name])
                     .map_err(|e| fail("moving the watermark", e))?;
             }

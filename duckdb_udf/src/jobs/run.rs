@@ -123,8 +123,16 @@ struct RunningGuard((String, String));
 impl RunningGuard {
     fn take(db: &str, job: &str) -> Option<RunningGuard> {
         let key = (db.to_string(), job.to_string());
-        let mut set = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-        set.get_or_insert_with(HashSet::new).insert(key.clone()).then_some(RunningGuard(key))
+        let inserted = {
+            let mut set = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+            set.get_or_insert_with(HashSet::new).insert(key.clone())
+        };
+        // Built only when taken: a guard made and dropped here would unregister the running job.
+        if inserted {
+            Some(RunningGuard(key))
+        } else {
+            None
+        }
     }
 }
 
@@ -344,11 +352,13 @@ impl Run<'_, '_> {
                 let rel = relation(&self.info.source, &[]);
                 let key = quote_ident(&self.info.spec.key);
                 let wm = self.info.watermark;
+                // A literal bound (not a parameter) so DuckDB can skip row groups by their min/max.
+                let above = wm.map_or(String::new(), |w| format!(" WHERE {key} > {w}"));
                 let (count, lo, hi): (i64, Option<i64>, Option<i64>) = self
                     .conn
                     .query_row(
-                        &format!("SELECT count(*), min({key})::BIGINT, max({key})::BIGINT FROM {rel} WHERE ? IS NULL OR {key} > ?"),
-                        params![wm, wm],
+                        &format!("SELECT count(*), min({key})::BIGINT, max({key})::BIGINT FROM {rel}{above}"),
+                        [],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .map_err(self.db_err())?;
@@ -649,7 +659,7 @@ impl Run<'_, '_> {
 
 fn work_files(work: &Work) -> output::Unit {
     match work {
-        Work::Keys(a, b) => output::Unit::Keys(*a, *b),
+        Work::Keys(_, hi) => output::Unit::Keys { hi: *hi },
         Work::Files(fs) => output::Unit::Files(fs.clone()),
     }
 }
@@ -682,18 +692,26 @@ pub(super) type RunCtx<'c, 'e> = Run<'c, 'e>;
 /// The runs of a job (or of every job), newest first.
 pub fn runs(conn: &Connection, job_name: Option<&str>, limit: usize) -> Result<Vec<RunInfo>, JobError> {
     let who = job_name.unwrap_or("*");
+    let me = std::process::id() as i32;
     if !schema::exists(conn).map_err(db(who, JobErrorKind::Failed))? {
         return Ok(Vec::new());
     }
     let mut stmt = conn
         .prepare(
-            "SELECT run_id, job, status, strftime(started_at, '%Y-%m-%d %H:%M:%S'), strftime(finished_at, '%Y-%m-%d %H:%M:%S'), \
-             rows_scored, rows_rejected, files_scored, epoch(finished_at) - epoch(started_at), error \
+            // A run left `running` by another process is over: this process holds the file, so
+            // that one is gone (killed or crashed). Shown so at once; its job's next run records it.
+            "SELECT run_id, job, \
+                    CASE WHEN status = 'running' AND pid IS DISTINCT FROM ? THEN 'failed' ELSE status END, \
+                    strftime(started_at, '%Y-%m-%d %H:%M:%S'), strftime(finished_at, '%Y-%m-%d %H:%M:%S'), \
+                    rows_scored, rows_rejected, files_scored, epoch(finished_at) - epoch(started_at), \
+                    CASE WHEN status = 'running' AND pid IS DISTINCT FROM ? \
+                         THEN 'interrupted: process ' || coalesce(pid::VARCHAR, '?') || ' ended without finishing the run' \
+                         ELSE error END \
              FROM sqlscore_job_runs WHERE ?::VARCHAR IS NULL OR job = ? ORDER BY run_id DESC LIMIT ?",
         )
         .map_err(db(who, JobErrorKind::Failed))?;
     let rows = stmt
-        .query_map(params![job_name, job_name, limit as i64], |r| {
+        .query_map(params![me, me, job_name, job_name, limit as i64], |r| {
             Ok(RunInfo {
                 run_id: r.get(0)?,
                 job: r.get(1)?,

@@ -25,13 +25,14 @@ pub fn now_unix() -> f64 {
 
 pub struct RunFile {
     path: PathBuf,
+    db: PathBuf,
 }
 
 impl RunFile {
     pub fn new(db: &Path, job: &str) -> RunFile {
         let mut name = db.as_os_str().to_owned();
         name.push(format!(".sqlscore-run-{job}.json"));
-        RunFile { path: PathBuf::from(name) }
+        RunFile { path: PathBuf::from(name), db: db.to_path_buf() }
     }
 
     /// Best effort: progress reporting never fails a run.
@@ -52,10 +53,19 @@ impl RunFile {
         let _ = std::fs::remove_file(&self.path);
     }
 
-    /// The run in progress, if the file names a live process.
+    /// The run in progress, if the file names a live process that has the database open (a
+    /// file left by a killed run may name a pid since reused by another program).
     pub fn live(&self) -> Option<Progress> {
-        self.read().filter(|p| process_alive(p.pid))
+        self.read().filter(|p| process_alive(p.pid) && holds(p.pid, &self.db))
     }
+}
+
+/// Whether process `pid` has `db` open (Linux: its /proc/<pid>/fd links). Where /proc cannot be
+/// read (another user's process), assume it does.
+fn holds(pid: u32, db: &Path) -> bool {
+    let Ok(target) = std::fs::canonicalize(db) else { return false };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return true };
+    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
 }
 
 /// Whether a process exists (Linux: its /proc entry).
