@@ -112,7 +112,8 @@ pub fn write(
     written.rows = out.as_ref().map_or(0, |o| o.num_rows() as u64);
 
     // Rejected rows: key, file, model, reason.
-    let mut rejects: Vec<(Option<i64>, Option<String>, Option<String>, String)> = Vec::new();
+    type Reject = (Option<i64>, Option<String>, Option<String>, String);
+    let mut rejects: Vec<Reject> = Vec::new();
     if outcomes.iter().any(|o| o.rejected.is_some()) {
         let k = keys(rb.column(0).as_ref());
         for (r, o) in outcomes.iter().enumerate() {
