@@ -16,6 +16,7 @@ mod define;
 mod output;
 mod run;
 mod schema;
+mod score;
 pub mod sidecar;
 
 use std::fmt;

@@ -125,13 +125,24 @@ pub fn write(
     }
     written.rejected = rejects.len() as u64;
 
-    // Rows per file of this batch, for the ledger.
+    // Rows per file of this batch, for the ledger (a file's rows arrive together).
     let mut rows_per_file: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     if files && rb.num_rows() > 0 {
-        let col = rb.column(rb.num_columns() - 1);
-        for r in 0..rb.num_rows() {
-            if let Some(f) = string_at(col.as_ref(), r) {
-                *rows_per_file.entry(f).or_default() += 1;
+        if let Some(col) = rb.column(rb.num_columns() - 1).as_any().downcast_ref::<StringArray>() {
+            let mut run: Option<(&str, u64)> = None;
+            for f in col.iter().flatten() {
+                match &mut run {
+                    Some((name, n)) if *name == f => *n += 1,
+                    _ => {
+                        if let Some((name, n)) = run.take() {
+                            *rows_per_file.entry(name.to_string()).or_default() += n;
+                        }
+                        run = Some((f, 1));
+                    }
+                }
+            }
+            if let Some((name, n)) = run {
+                *rows_per_file.entry(name.to_string()).or_default() += n;
             }
         }
     }
@@ -178,10 +189,14 @@ pub fn write(
         match run.info().target.clone() {
             Target::Table(t) => {
                 if let Some(out) = &out {
+                    let ta = std::time::Instant::now();
                     let (schema, table) = target_table(&t);
                     let mut app = conn.appender_to_db(table, schema).map_err(|e| fail("writing the target", e))?;
                     app.append_record_batch(out.clone()).map_err(|e| fail(&format!("writing the target {t}"), e))?;
                     app.flush().map_err(|e| fail(&format!("writing the target {t}"), e))?;
+                    if std::env::var_os("SQLSCORE_JOB_TRACE").is_some() {
+                        eprintln!("append {:.3} s", ta.elapsed().as_secs_f64());
+                    }
                 }
             }
             Target::ParquetDir(dir) => {
@@ -294,7 +309,12 @@ pub fn write(
             ],
         )
         .map_err(|e| fail("recording progress", e))?;
-        conn.execute_batch("COMMIT").map_err(|e| fail("committing the batch", e))
+        let tc = std::time::Instant::now();
+        let r = conn.execute_batch("COMMIT").map_err(|e| fail("committing the batch", e));
+        if std::env::var_os("SQLSCORE_JOB_TRACE").is_some() {
+            eprintln!("commit {:.3} s", tc.elapsed().as_secs_f64());
+        }
+        r
     })();
     if let Err(e) = result {
         let _ = conn.execute_batch("ROLLBACK");

@@ -1,40 +1,21 @@
-//! One run of a job: plan what is new, then per batch fetch (DuckDB reads the files in parallel and
-//! hands Arrow arrays over), score (per-model groups spread over a rayon pool), and write results,
-//! rejects and bookkeeping in one transaction.
+//! One run of a job: plan what is new, then per batch read (DuckDB reads the files in parallel and
+//! hands Arrow arrays over) and score (see `score`), and write results, rejects and bookkeeping in
+//! one transaction. Reading and scoring run one batch ahead, on their own thread and connection.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use duckdb::arrow::array::ArrayRef;
-use duckdb::arrow::compute::concat_batches;
 use duckdb::arrow::record_batch::RecordBatch;
-use duckdb::{params, Connection, OptionalExt};
-use sqlscore_core::job::score_grouped_parallel;
+use duckdb::{params, Connection};
 use sqlscore_core::lake::{batch_files, plan_files, quote_ident, FilePlan, FileStat};
-use sqlscore_core::{parse_ref, Batch, Dialect, Engine, Error, Model, RunOptions, Source, Target};
+use sqlscore_core::{RowOutcome, Source, Target};
 
-use super::define::{glob_files, job, relation, JobInfo, FILE_COLUMN};
+use super::define::{glob_files, job, relation, JobInfo};
 use super::output::{self, Written};
+use super::score::{Scored, Scorer, Work};
 use super::{db, schema, sidecar, JobError, JobErrorKind};
-
-/// DuckDB's words in engine messages.
-pub static DUCKDB: Dialect = Dialect {
-    engine: "DuckDB",
-    text: "VARCHAR",
-    real: "FLOAT",
-    double: "DOUBLE",
-    integer: "INTEGER",
-    bigint: "BIGINT",
-    boolean: "BOOLEAN",
-    cast_example: "CAST(x AS DOUBLE)",
-    file_models: false,
-    register_hint: "register it with sqlscore model push NAME FILE --db DATABASE",
-    max_model_size_setting: "the SQLSCORE_MAX_MODEL_BYTES environment variable of the process",
-    intra_threads_setting: "SQLSCORE_INTRA_THREADS",
-    null_policy_setting: "the job's on_error",
-};
 
 /// How a run is carried out; everything has a default.
 pub struct RunConfig<'a> {
@@ -190,11 +171,6 @@ pub fn run_job(conn: &Connection, name: &str, mut cfg: RunConfig<'_>) -> Result<
         run_id,
         threads,
         interrupt: cfg.interrupt,
-        engine: Engine::default(),
-        models: HashMap::new(),
-        pool: Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| {
-            JobError::new(name, JobErrorKind::Failed, format!("cannot start {threads} scoring threads: {e}"))
-        })?),
         started,
         rows_done: 0,
         rows_rejected: 0,
@@ -246,22 +222,12 @@ pub fn run_job(conn: &Connection, name: &str, mut cfg: RunConfig<'_>) -> Result<
     })
 }
 
-/// One unit of work: a key range or a set of files.
-enum Work {
-    Keys(i64, i64),
-    Files(Vec<FileStat>),
-}
-
 pub(super) struct Run<'c, 'e> {
     conn: &'c Connection,
     info: JobInfo,
     run_id: i64,
     threads: usize,
     interrupt: Option<fn() -> bool>,
-    engine: Engine,
-    /// Models resolved in this run: a run scores every row with the version current at its start.
-    models: HashMap<String, (Arc<Model>, i32)>,
-    pool: Arc<rayon::ThreadPool>,
     started: Instant,
     rows_done: u64,
     rows_rejected: u64,
@@ -306,27 +272,83 @@ impl Run<'_, '_> {
         let work = self.plan()?;
         self.emit(Event::Planned { run_id: self.run_id, job: self.name().to_string(), plan: self.plan.clone() });
         self.progress_file();
-        for (seq, w) in work.into_iter().enumerate() {
-            if self.cancelled() {
-                return Err(JobError::new(
-                    self.name(),
-                    JobErrorKind::Cancelled,
-                    "cancelled before the next batch; committed batches stay",
-                ));
-            }
-            self.batch(seq as u32, w)?;
-            self.batches += 1;
-            self.emit(Event::Batch {
-                run_id: self.run_id,
-                rows_done: self.rows_done,
-                rows_rejected: self.rows_rejected,
-                rows_total: self.plan.rows,
-                files_done: self.files_done,
-                seconds: self.started.elapsed().as_secs_f64(),
-            });
-            self.progress_file();
+        if work.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // The scorer reads and scores batch n+1 on its own connection and thread while this one
+        // writes and commits batch n; the channel holds one scored batch, so at most three are in
+        // memory at once.
+        let mut scorer = Scorer::new(
+            self.conn.try_clone().map_err(self.db_err())?,
+            self.info.clone(),
+            self.threads,
+            self.interrupt,
+        )?;
+        let (give, given) = std::sync::mpsc::sync_channel::<Result<Scored, JobError>>(1);
+        std::thread::scope(|scope| {
+            let units = work.len() as u32;
+            scope.spawn(move || {
+                for w in work {
+                    // A panic is a bug, but it must end this run with an error, not the host.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scorer.produce(w)))
+                        .unwrap_or_else(|p| {
+                            let why = p
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| p.downcast_ref::<String>().cloned());
+                            Err(JobError::new(
+                                &scorer.job_name(),
+                                JobErrorKind::Failed,
+                                format!("internal error while scoring (please report it): {}", why.unwrap_or_default()),
+                            ))
+                        });
+                    let failed = r.is_err();
+                    if give.send(r).is_err() || failed {
+                        break;
+                    }
+                    if scorer.cancelled() {
+                        break;
+                    }
+                }
+            });
+            // Owned here, so an early return drops it and the scorer's next send ends its thread.
+            let given = given;
+            let mut seq = 0u32;
+            loop {
+                let next = given.recv();
+                if self.cancelled() {
+                    return Err(JobError::new(
+                        self.name(),
+                        JobErrorKind::Cancelled,
+                        "cancelled before the next batch; committed batches stay",
+                    ));
+                }
+                let Ok(scored) = next else {
+                    return if seq == units {
+                        Ok(())
+                    } else {
+                        Err(self.fail(format!("the scoring thread stopped after {seq} of {units} batches")))
+                    };
+                };
+                let (w, rows) = scored?;
+                let t = Instant::now();
+                self.batch(seq, w, rows)?;
+                if std::env::var_os("SQLSCORE_JOB_TRACE").is_some() {
+                    eprintln!("batch {seq}: written in {:.3} s", t.elapsed().as_secs_f64());
+                }
+                seq += 1;
+                self.batches += 1;
+                self.emit(Event::Batch {
+                    run_id: self.run_id,
+                    rows_done: self.rows_done,
+                    rows_rejected: self.rows_rejected,
+                    rows_total: self.plan.rows,
+                    files_done: self.files_done,
+                    seconds: self.started.elapsed().as_secs_f64(),
+                });
+                self.progress_file();
+            }
+        })
     }
 
     fn progress_file(&self) {
@@ -433,189 +455,13 @@ impl Run<'_, '_> {
         }
     }
 
-    /// Loads every model a batch names that this run has not loaded yet: one registry query for
-    /// all of them, and their ONNX Runtime sessions built on the scoring threads (building a
-    /// session costs about as much as scoring a thousand rows with it, and a lake run may meet a
-    /// thousand models in its first batch). A name that is not registered is left to `resolve`,
-    /// which reports it.
-    fn preload(&mut self, models: &[Option<&str>]) -> Result<(), JobError> {
-        let mut missing: Vec<&str> = Vec::new();
-        let mut seen: HashSet<&str> = HashSet::new();
-        for m in models.iter().flatten() {
-            if !self.models.contains_key(*m) && seen.insert(m) {
-                missing.push(m);
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        // name@version references resolve one by one; plain names (the usual case) in one query.
-        let plain: Vec<&str> = missing.iter().copied().filter(|m| !m.contains('@')).collect();
-        let list = plain.iter().map(|m| sqlscore_core::lake::quote_literal(m)).collect::<Vec<_>>().join(", ");
-        let mut rows: Vec<(String, i32, String, Vec<u8>)> = Vec::new();
-        if !plain.is_empty() {
-            let sql = format!(
-                "SELECT name, version, sha256, onnx FROM sqlscore_models WHERE name IN ({list}) \
-                 QUALIFY version = max(version) OVER (PARTITION BY name)"
-            );
-            let mut stmt = self.conn.prepare(&sql).map_err(self.db_err())?;
-            let found =
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(self.db_err())?;
-            for row in found {
-                rows.push(row.map_err(self.db_err())?);
-            }
-        }
-        let engine = &self.engine;
-        let loaded: Vec<(String, i32, sqlscore_core::Result<Arc<Model>>)> = self.pool.install(|| {
-            use rayon::prelude::*;
-            rows.into_par_iter()
-                .map(|(name, v, sha, onnx)| {
-                    let m = engine.get_or_load(&name, &sha, || Ok(onnx));
-                    (name, v, m)
-                })
-                .collect()
-        });
-        for (name, v, m) in loaded {
-            let m = m.map_err(|e| self.fail(e.to_string()))?;
-            self.models.insert(name, (m, v));
-        }
-        Ok(())
-    }
-
-    fn resolve(&mut self, name: &str) -> sqlscore_core::Result<(Arc<Model>, i32)> {
-        if let Some(m) = self.models.get(name) {
-            return Ok(m.clone());
-        }
-        let (base, version) = parse_ref(name)?;
-        let row: Option<(i32, String, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT version, sha256, onnx FROM sqlscore_models WHERE name = ? AND (?::INTEGER IS NULL OR version = ?) \
-                 ORDER BY version DESC LIMIT 1",
-                params![base, version, version],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(|e| Error::Internal(format!("reading the model registry: {e}")))?;
-        let Some((v, sha, onnx)) = row else {
-            let mut known: Vec<String> = Vec::new();
-            if let Ok(mut stmt) = self.conn.prepare("SELECT DISTINCT name FROM sqlscore_models ORDER BY name LIMIT 20")
-            {
-                if let Ok(rows) = stmt.query_map([], |r| r.get::<_, String>(0)) {
-                    known = rows.filter_map(Result::ok).collect();
-                }
-            }
-            return Err(Error::UnknownModel { model: name.to_string(), known });
-        };
-        let model = self.engine.get_or_load(name, &sha, || Ok(onnx))?;
-        self.models.insert(name.to_string(), (model.clone(), v));
-        Ok((model, v))
-    }
-
-    /// The query for one unit of work. Columns: key, model name, carried columns, features
-    /// (listed, or every source column when bound by name), then the file for file sources.
-    fn fetch_sql(&self, work: &Work) -> String {
-        let spec = &self.info.spec;
-        let key = quote_ident(&spec.key);
-        let mut cols = vec![key.clone(), format!("CAST(({}) AS VARCHAR)", spec.model)];
-        cols.extend(spec.carry.iter().map(|c| quote_ident(c)));
+    /// Writes and commits one scored unit of work.
+    fn batch(&mut self, seq: u32, work: Work, rows: Option<(RecordBatch, Vec<RowOutcome>)>) -> Result<(), JobError> {
         let files = matches!(work, Work::Files(_));
-        match &spec.features {
-            Some(f) => cols.extend(f.iter().map(|c| quote_ident(c))),
-            None if files => cols.push(format!("* EXCLUDE ({})", quote_ident(FILE_COLUMN))),
-            None => cols.push("*".into()),
-        }
-        if files {
-            cols.push(quote_ident(FILE_COLUMN));
-        }
-        match work {
-            Work::Keys(a, b) => {
-                format!(
-                    "SELECT {} FROM {} WHERE {key} BETWEEN {a} AND {b}",
-                    cols.join(", "),
-                    relation(&self.info.source, &[])
-                )
-            }
-            Work::Files(fs) => {
-                let paths: Vec<String> = fs.iter().map(|f| f.path.clone()).collect();
-                format!("SELECT {} FROM {}", cols.join(", "), relation(&self.info.source, &paths))
-            }
-        }
-    }
-
-    fn fetch(&self, work: &Work) -> Result<Option<RecordBatch>, JobError> {
-        let file = match work {
-            Work::Files(fs) if fs.len() == 1 => Some(fs[0].path.as_str()),
-            _ => None,
-        };
-        let sql = self.fetch_sql(work);
-        let mut stmt =
-            self.conn.prepare(&sql).map_err(|e| self.fail(format!("reading the source: {e}")).in_file(file))?;
-        let batches: Vec<RecordBatch> =
-            stmt.query_arrow([]).map_err(|e| self.fail(format!("reading the source: {e}")).in_file(file))?.collect();
-        let Some(first) = batches.first() else { return Ok(None) };
-        let schema = first.schema();
-        let all = concat_batches(&schema, &batches).map_err(|e| self.fail(format!("gathering the batch: {e}")))?;
-        Ok((all.num_rows() > 0).then_some(all))
-    }
-
-    /// Scores a fetched batch: one outcome per row.
-    fn score(&mut self, rb: &RecordBatch, files: bool) -> Result<Vec<sqlscore_core::RowOutcome>, JobError> {
-        let spec = self.info.spec.clone();
-        let ncarry = spec.carry.len();
-        let end = rb.num_columns() - usize::from(files);
-        let schema = rb.schema();
-        let features: Vec<(String, ArrayRef)> =
-            (2 + ncarry..end).map(|i| (schema.field(i).name().clone(), rb.column(i).clone())).collect();
-        let owned = super::arrow_in::Owned::new(&features);
-        let mut batch = Batch::new(owned.columns(&features), rb.num_rows());
-        if spec.features.is_some() {
-            batch = batch.bound_by_position();
-        }
-        let models = super::arrow_in::model_names(rb.column(1).as_ref());
-        self.preload(&models)?;
-        let opts = RunOptions {
-            null_policy: spec.on_error.null_policy(),
-            batch_rows: self.engine.config().batch_rows,
-            intra_threads: 1,
-            interrupt: self.interrupt,
-            dialect: &DUCKDB,
-        };
-        let outputs = self.info.outputs;
-        let pool = self.pool.clone();
-        score_grouped_parallel(&batch, &models, |m| self.resolve(m), outputs, spec.on_error, opts, &pool).map_err(|e| {
-            let kind = if matches!(e, Error::Cancelled { .. }) || self.cancelled() {
-                JobErrorKind::Cancelled
-            } else {
-                JobErrorKind::Failed
-            };
-            JobError::new(self.name(), kind, e.to_string())
-        })
-    }
-
-    /// Fetches, scores and commits one unit of work.
-    fn batch(&mut self, seq: u32, work: Work) -> Result<(), JobError> {
-        let files = matches!(work, Work::Files(_));
-        let t0 = Instant::now();
-        let Some(rb) = self.fetch(&work)? else {
+        let Some((rb, outcomes)) = rows else {
             return self.commit_empty(&work);
         };
-        let t1 = Instant::now();
-        let outcomes = match self.score(&rb, files) {
-            Ok(o) => o,
-            Err(e) => return Err(self.locate(e, &work)),
-        };
-        let t2 = Instant::now();
         let written: Written = output::write(self, seq, &work_files(&work), &rb, &outcomes, files)?;
-        if std::env::var_os("SQLSCORE_JOB_TRACE").is_some() {
-            eprintln!(
-                "batch {seq}: {} rows: fetch {:.3} s, score {:.3} s, write {:.3} s",
-                rb.num_rows(),
-                (t1 - t0).as_secs_f64(),
-                (t2 - t1).as_secs_f64(),
-                t2.elapsed().as_secs_f64()
-            );
-        }
         self.rows_done += written.rows;
         self.rows_rejected += written.rejected;
         if let Work::Files(fs) = &work {
@@ -634,26 +480,6 @@ impl Run<'_, '_> {
             self.files_rewritten += written.rewritten;
         }
         Ok(())
-    }
-
-    /// A failed batch of several files: find the first file that fails alone, so the error names it.
-    fn locate(&mut self, e: JobError, work: &Work) -> JobError {
-        let Work::Files(fs) = work else { return e };
-        if fs.len() == 1 {
-            return e.in_file(Some(&fs[0].path));
-        }
-        if e.kind == JobErrorKind::Cancelled {
-            return e;
-        }
-        for f in fs {
-            let one = Work::Files(vec![f.clone()]);
-            if let Ok(Some(rb)) = self.fetch(&one) {
-                if let Err(e1) = self.score(&rb, true) {
-                    return e1.in_file(Some(&f.path));
-                }
-            }
-        }
-        e
     }
 }
 
