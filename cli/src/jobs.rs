@@ -139,6 +139,38 @@ impl Outcome {
 }
 
 pub fn run(cmd: JobCommand) -> Result<Outcome, BoxError> {
+    // `job run --json`: whatever happens, the last line of output is one JSON object.
+    let json_run = match &cmd {
+        JobCommand::Run(a) if a.json => Some(a.name.clone()),
+        _ => None,
+    };
+    match dispatch(cmd) {
+        Err(e) if is_busy(&e) => {
+            eprintln!("error: {e}");
+            if let Some(job) = json_run {
+                println!(
+                    "{}",
+                    json!({"job": job, "run_id": null, "status": "busy", "rows_scored": 0, "rows_rejected": 0, "seconds": 0.0, "error": e.to_string()})
+                );
+            }
+            Ok(Outcome::Busy)
+        }
+        Err(e) => {
+            if let Some(job) = json_run {
+                eprintln!("error: {e}");
+                println!(
+                    "{}",
+                    json!({"job": job, "run_id": null, "status": "failed", "rows_scored": 0, "rows_rejected": 0, "seconds": 0.0, "error": e.to_string()})
+                );
+                return Ok(Outcome::Failed);
+            }
+            Err(e)
+        }
+        ok => ok,
+    }
+}
+
+fn dispatch(cmd: JobCommand) -> Result<Outcome, BoxError> {
     let db = match &cmd {
         JobCommand::Create(a) => a.db.clone(),
         JobCommand::Run(a) => a.db.clone(),
@@ -152,6 +184,10 @@ pub fn run(cmd: JobCommand) -> Result<Outcome, BoxError> {
         return crate::pg_jobs::run(cmd);
     }
     let path = PathBuf::from(&db);
+    // Only `create` may start a database; anything else on a missing file is a typo.
+    if !matches!(cmd, JobCommand::Create(_)) && !path.exists() {
+        return Err(format!("{db}: no such database file (sqlscore job create ... --db {db} starts one)").into());
+    }
     match cmd {
         JobCommand::Create(a) => create(&path, a),
         JobCommand::List { json, .. } => list(&path, json),
@@ -488,21 +524,15 @@ fn catch_signals() {
 }
 
 fn run_duckdb(path: &Path, a: RunArgs) -> Result<Outcome, BoxError> {
-    let conn = match open(path) {
-        Ok(c) => c,
-        Err(e) if is_busy(&e) => {
-            if a.json {
-                println!(
-                    "{}",
-                    json!({"job": a.name, "run_id": null, "status": "busy", "rows_scored": 0, "rows_rejected": 0, "seconds": 0.0, "error": e.to_string()})
-                );
-            } else {
-                eprintln!("error: {e}");
-            }
-            return Ok(Outcome::Busy);
-        }
-        Err(e) => return Err(e),
-    };
+    if a.run_async {
+        return Err(format!(
+            "job \"{}\": --async submits a run to PostgreSQL's background workers; a DuckDB job runs in this process \
+             (start it in the background, or from cron or a systemd timer, and follow it with sqlscore job status)",
+            a.name
+        )
+        .into());
+    }
+    let conn = open(path)?;
     catch_signals();
     let mut report = Reporter::new(&a.name, a.quiet);
     let mut on_event = |e: &Event| report.event(e);
@@ -517,15 +547,7 @@ fn run_duckdb(path: &Path, a: RunArgs) -> Result<Outcome, BoxError> {
     drop(conn);
     let summary = match result {
         Ok(s) => s,
-        Err(e) => {
-            if a.json {
-                println!(
-                    "{}",
-                    json!({"job": a.name, "run_id": e.run_id, "status": "failed", "rows_scored": 0, "rows_rejected": 0, "seconds": 0.0, "error": e.to_string()})
-                );
-            }
-            return Err(e.into());
-        }
+        Err(e) => return Err(e.into()),
     };
     report.finish(&summary);
     if a.json {

@@ -46,7 +46,7 @@ pub fn push(url: &str, name: &str, file: &Path, description: Option<&str>) -> Re
 
 pub fn list(url: &str) -> Result<(), BoxError> {
     with_client(url, async |c| {
-        println!("name | version | active | sha256 | size | description | created_at | created_by");
+        let mut rows = Vec::new();
         for r in c
             .query(
                 "SELECT name, version, active, left(sha256, 12), size, coalesce(description, ''), created_at::text, created_by::text \
@@ -58,8 +58,12 @@ pub fn list(url: &str) -> Result<(), BoxError> {
         {
             let (n, v, a, s, z, d, t, b): (String, i32, bool, String, i64, String, String, String) =
                 (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7));
-            println!("{n} | {v} | {a} | {s} | {z} | {d} | {t} | {b}");
+            rows.push(vec![n, v.to_string(), a.to_string(), s, z.to_string(), d, t, b]);
         }
+        crate::display::print_table(
+            &["name", "version", "active", "sha256", "size", "description", "created_at", "created_by"],
+            &rows,
+        );
         Ok(())
     })
 }

@@ -167,6 +167,12 @@ pub fn run(cmd: JobCommand) -> Result<Outcome, BoxError> {
                         .get(0);
                     let Some(run_id) = run_id else {
                         println!("job {name}: nothing new");
+                        if json_out {
+                            println!(
+                                "{}",
+                                json!({"job": name, "run_id": null, "status": "succeeded", "rows_scored": 0, "rows_rejected": 0, "seconds": 0.0, "error": null})
+                            );
+                        }
                         return Ok(Outcome::Ok);
                     };
                     report.planned(
@@ -246,14 +252,8 @@ pub fn run(cmd: JobCommand) -> Result<Outcome, BoxError> {
                         match latest.filter(|r| Some(r.run_id) != before) {
                             Some(r) if r.status != "running" => Ok(finish(&name, &r, json_out)),
                             _ => {
-                                let msg = describe(e).to_string();
-                                if json_out {
-                                    println!(
-                                        "{}",
-                                        json!({"job": name, "run_id": null, "status": "failed", "rows_scored": 0, "rows_rejected": 0, "seconds": started.elapsed().as_secs_f64(), "error": format!("job \"{name}\": {msg}")})
-                                    );
-                                }
-                                Err(format!("job \"{name}\": {msg}").into())
+                                // The caller prints the JSON line for --json.
+                                Err(format!("job \"{name}\": {}", describe(e)).into())
                             }
                         }
                     }

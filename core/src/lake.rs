@@ -54,7 +54,7 @@ fn setting(name: &str, value: &str, reason: impl Into<String>) -> Error {
 /// Anything else is refused rather than quoted, so a name can never carry SQL.
 pub fn check_table_name(what: &str, name: &str) -> Result<()> {
     let expected = if what == "target" {
-        "expected a table name (letters, digits and _, optionally schema-qualified) or a folder ending in '/' (e.g. 'lake/scores/')"
+        "expected a table name (letters, digits and _, optionally schema.table) or a folder ending in '/' (e.g. 'lake/scores/')"
     } else {
         "expected a table name (letters, digits and _, optionally schema-qualified) or a file glob such as 'lake/readings/*.parquet'"
     };
@@ -64,7 +64,8 @@ pub fn check_table_name(what: &str, name: &str) -> Result<()> {
         matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
-    if parts.len() > 3 || !parts.iter().all(|p| plain(p)) {
+    let most = if what == "target" { 2 } else { 3 };
+    if parts.len() > most || !parts.iter().all(|p| plain(p)) {
         return Err(setting(what, name, expected));
     }
     Ok(())
@@ -236,19 +237,41 @@ pub fn output_for_batch(dir: &Path, run_id: i64, seq: u32) -> PathBuf {
 
 const TEMP_SUFFIX: &str = ".sqlscore-tmp";
 
-/// The hidden name a file is written under before it is published: same folder (so the rename
-/// is atomic), a leading dot and a suffix that no `*.parquet` glob matches.
-pub fn temp_path(final_path: &Path, run_id: i64) -> PathBuf {
+/// The hidden name a job's file is written under before it is published: same folder (so the
+/// rename is atomic), a leading dot and a suffix that no `*.parquet` glob matches, and the job and
+/// run that wrote it, so one job's recovery never touches another's files. Job names have no `~`.
+pub fn temp_path(final_path: &Path, job: &str, run_id: i64) -> PathBuf {
     let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    final_path.with_file_name(format!(".{name}.run{run_id}{TEMP_SUFFIX}"))
+    final_path.with_file_name(format!(".{name}~{job}.run{run_id}{TEMP_SUFFIX}"))
 }
 
-/// For a file in a target folder: the final path and run id when it is a temporary output.
-pub fn parse_temp_path(path: &Path) -> Option<(PathBuf, i64)> {
+/// For a file in a target folder: the final path, job and run id when it is a temporary output.
+pub fn parse_temp_path(path: &Path) -> Option<(PathBuf, String, i64)> {
     let name = path.file_name()?.to_str()?;
     let inner = name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
-    let (final_name, run) = inner.rsplit_once(".run")?;
-    Some((path.with_file_name(final_name), run.parse().ok()?))
+    let (rest, run) = inner.rsplit_once(".run")?;
+    let (final_name, job) = rest.rsplit_once('~')?;
+    Some((path.with_file_name(final_name), job.to_string(), run.parse().ok()?))
+}
+
+/// A path for DuckDB's file readers, which expand `*`, `?` and `[...]` even in a list of paths:
+/// those characters are bracketed so a file named `r[1].parquet` is read as itself.
+pub fn escape_glob(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '[' => out.push_str("[[]"),
+            '*' => out.push_str("[*]"),
+            '?' => out.push_str("[?]"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether one folder is the other or inside it (compared as written; canonicalize first).
+pub fn nested(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 #[cfg(test)]
@@ -275,6 +298,7 @@ mod tests {
         assert_eq!(Target::parse("scores").unwrap(), Target::Table("scores".into()));
         assert!(Target::parse("out/x").unwrap_err().to_string().contains("ends with '/'"));
         assert!(Target::parse("a b").is_err());
+        assert!(Target::parse("c.s.t").unwrap_err().to_string().contains("schema.table"));
     }
 
     #[test]
@@ -310,9 +334,14 @@ mod tests {
         let out = output_for_file(Path::new("/o"), "/l/r/**/*.csv", "/l/r/2026/a.csv");
         assert_eq!(out, PathBuf::from("/o/2026/a.csv.parquet"));
         assert_eq!(output_for_file(Path::new("/o"), "/l/*.parquet", "/l/a.parquet"), PathBuf::from("/o/a.parquet"));
-        let tmp = temp_path(&out, 12);
-        assert_eq!(tmp, PathBuf::from("/o/2026/.a.csv.parquet.run12.sqlscore-tmp"));
-        assert_eq!(parse_temp_path(&tmp), Some((out, 12)));
+        let tmp = temp_path(&out, "iot.v2", 12);
+        assert_eq!(tmp, PathBuf::from("/o/2026/.a.csv.parquet~iot.v2.run12.sqlscore-tmp"));
+        assert_eq!(parse_temp_path(&tmp), Some((out, "iot.v2".to_string(), 12)));
+        // A file name with '~' or '.run' in it still parses back.
+        let odd = PathBuf::from("/o/x~y.run3.parquet");
+        assert_eq!(parse_temp_path(&temp_path(&odd, "j", 4)), Some((odd, "j".to_string(), 4)));
+        assert_eq!(escape_glob("/l/r[1]*?.parquet"), "/l/r[[]1][*][?].parquet");
+        assert!(nested(Path::new("/l/r"), Path::new("/l/r/out")) && !nested(Path::new("/l/a"), Path::new("/l/ab")));
         assert_eq!(parse_temp_path(Path::new("/o/a.parquet")), None);
         assert_eq!(output_for_batch(Path::new("/o"), 3, 7), PathBuf::from("/o/run-00000003-part-00007.parquet"));
     }

@@ -365,6 +365,7 @@ def test_incremental_table_source(fresh_db, tmp_path, target):
     tgt = "scores" if target == "table" else f"{tmp_path}/out/"
     with duckdb.connect(str(db)) as c:
         c.execute(f"CREATE TABLE readings AS {readings_sql(1, 2000)}")
+        c.execute("ALTER TABLE readings ALTER id SET NOT NULL")
     create_job(db, "t", "readings", tgt, "--batch-rows", 500, "--carry", "sensor_id")
     st = status_json(db, "t")
     assert st["watermark"] is None and st["batch_rows"] == 500, st
@@ -897,3 +898,90 @@ def test_create_errors(fresh_db, tmp_path):
     assert one(db, "SELECT count(*) FROM scores") == 50
     assert read(db, "SELECT (SELECT count(*) FROM sqlscore_job_runs WHERE job = 'ok'), "
                     "(SELECT count(*) FROM sqlscore_job_files WHERE job = 'ok')") == [(0, 0)]
+
+
+# ---------------------------------------------------------------------------------------------
+# what a read-only review found: each of these once destroyed, duplicated or lost data
+
+
+def test_model_expression_cannot_run_sql(fresh_db, tmp_path):
+    """The model expression is spliced into the queries a run reads with, and DuckDB runs every
+    statement but the last of a prepared string: anything but one expression is refused unrun."""
+    db = fresh_db()
+    write_readings(tmp_path / "lake" / "a.parquet", 1, 10)
+    with duckdb.connect(str(db)) as c:
+        c.execute("CREATE TABLE victim (x INT)")
+    for expr, why in [
+        ("'anomaly_d0_s0') AS VARCHAR) FROM r; DROP TABLE IF EXISTS victim; SELECT CAST(('x'", "statements"),
+        ("'anomaly_d0_s0') AS VARCHAR) FROM victim --", "FROM, WHERE"),
+        ("'anomaly_d0_s0'), 1 AS x --", "statements"),
+    ]:
+        p = sq("job", "create", "inj", "--db", db, "--source", f"{tmp_path}/lake/*.parquet", "--key", "id",
+               "--model", expr, "--target", "s", "--features", "value")
+        assert p.returncode == 1 and "is not one SQL expression" in p.stderr, (expr, p.stderr)
+    assert one(db, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'victim'") == 1
+    assert one(db, "SELECT count(*) FROM sqlscore_jobs") == 0
+
+
+def test_target_folder_must_not_overlap_sources_or_other_jobs(fresh_db, tmp_path):
+    db = fresh_db()
+    write_readings(tmp_path / "lake" / "a.parquet", 1, 10)
+    glob = f"{tmp_path}/lake/*.parquet"
+    for target in (f"{tmp_path}/lake/", f"{tmp_path}/lake/out/", f"{tmp_path}/"):
+        p = sq("job", "create", "o", "--db", db, "--source", glob, "--key", "id", "--model", MODEL_EXPR,
+               "--target", target, "--features", "value")
+        assert p.returncode == 1 and "overlap" in p.stderr, (target, p.stderr)
+    create_job(db, "first", glob, f"{tmp_path}/out/")
+    p = sq("job", "create", "second", "--db", db, "--source", glob, "--key", "id", "--model", MODEL_EXPR,
+           "--target", f"{tmp_path}/out/sub/", "--features", "value")
+    assert p.returncode == 1 and 'job "first"' in p.stderr, p.stderr
+    # The source files are untouched by a run.
+    before = (tmp_path / "lake" / "a.parquet").read_bytes()
+    run_job(db, "first")
+    assert (tmp_path / "lake" / "a.parquet").read_bytes() == before
+
+
+def test_file_names_with_glob_characters_are_read_as_themselves(fresh_db, tmp_path):
+    db = fresh_db()
+    write_readings(tmp_path / "lake" / "r1.parquet", 1, 10)
+    write_readings(tmp_path / "lake" / "r[1].parquet", 101, 5)
+    create_job(db, "g", f"{tmp_path}/lake/*.parquet", "scores")
+    s = run_job(db, "g")
+    assert (s["rows_scored"], s["files_scored"]) == (15, 2), s
+    got = dict(read(db, "SELECT source_file, count(*) FROM scores GROUP BY ALL"))
+    assert got == {f"{tmp_path}/lake/r1.parquet": 10, f"{tmp_path}/lake/r[1].parquet": 5}, got
+    assert one(db, "SELECT count(DISTINCT id) FROM scores") == 15
+
+
+def test_table_sources_need_a_not_null_key_and_sparse_keys_batch_evenly(fresh_db):
+    db = fresh_db()
+    with duckdb.connect(str(db)) as c:
+        c.execute(f"CREATE TABLE readings AS {readings_sql(1, 2000)}")
+        c.execute("CREATE TYPE mood AS ENUM ('ok', 'bad')")
+        c.execute("ALTER TABLE readings ADD COLUMN m mood DEFAULT 'ok'")
+        c.execute('ALTER TABLE readings ADD COLUMN "Score" DOUBLE DEFAULT 1')
+    p = sq("job", "create", "t", "--db", db, "--source", "readings", "--key", "id", "--model", MODEL_EXPR,
+           "--target", "s", "--features", "value")
+    assert p.returncode == 1 and "may be NULL" in p.stderr and "SET NOT NULL" in p.stderr, p.stderr
+    with duckdb.connect(str(db)) as c:
+        c.execute("ALTER TABLE readings ALTER id SET NOT NULL")
+        # One far-away key (a snowflake-style id): batches still hold about batch_rows rows each.
+        c.execute("UPDATE readings SET id = 1000000000000 WHERE id = 2000")
+    p = sq("job", "create", "t", "--db", db, "--source", "readings", "--key", "id", "--model", MODEL_EXPR,
+           "--target", "s", "--features", "value", "--carry", "m")
+    assert p.returncode == 1 and "ENUM" in p.stderr, p.stderr
+    p = sq("job", "create", "t", "--db", db, "--source", "readings", "--key", "id", "--model", MODEL_EXPR,
+           "--target", "s", "--features", "value", "--carry", "Score")
+    assert p.returncode == 1 and "clashes" in p.stderr, p.stderr
+    create_job(db, "t", "readings", "s", "--batch-rows", 250)
+    s = run_job(db, "t")
+    assert s["rows_scored"] == 2000, s
+    assert one(db, "SELECT batches FROM sqlscore_job_runs WHERE run_id = ?", [s["run_id"]]) <= 9
+    assert one(db, "SELECT count(DISTINCT id) FROM s") == 2000
+
+
+def test_json_last_line_on_every_failure(tmp_path):
+    p = sq("job", "run", "x", "--db", tmp_path / "typo.duckdb", "--json")
+    assert p.returncode == 1 and not (tmp_path / "typo.duckdb").exists()
+    j = last_json(p)
+    assert j["status"] == "failed" and "no such database file" in j["error"], j

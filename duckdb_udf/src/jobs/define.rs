@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use duckdb::{params, Connection, OptionalExt};
-use sqlscore_core::lake::{quote_ident, quote_literal};
+use sqlscore_core::lake::{escape_glob, quote_ident, quote_literal};
 use sqlscore_core::{OnError, Outputs, Source, Target};
 
 use super::{db, schema, JobError, JobErrorKind};
@@ -85,7 +85,7 @@ pub(crate) fn relation(source: &Source, files: &[String]) -> String {
     match source {
         Source::Table(t) => t.split('.').map(quote_ident).collect::<Vec<_>>().join("."),
         Source::Files { format, .. } => {
-            let list: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
+            let list: Vec<String> = files.iter().map(|f| quote_literal(&escape_glob(f))).collect();
             let reader = match format {
                 sqlscore_core::FileFormat::Parquet => "read_parquet",
                 sqlscore_core::FileFormat::Csv => "read_csv",
@@ -205,7 +205,8 @@ pub fn create_job(conn: &Connection, spec: &JobSpec) -> Result<(), JobError> {
     };
     let have = columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ");
     let find = |col: &str, role: &str| -> Result<String, JobError> {
-        columns.iter().find(|(c, _)| c == col).map(|(_, t)| t.clone()).ok_or_else(|| {
+        // DuckDB matches identifiers case-insensitively.
+        columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(col)).map(|(_, t)| t.clone()).ok_or_else(|| {
             def(format!("the source {} has no column \"{col}\" (named as {role}); it has: {have}", spec.source))
         })
     };
@@ -217,17 +218,43 @@ pub fn create_job(conn: &Connection, spec: &JobSpec) -> Result<(), JobError> {
             spec.key
         )));
     }
+    if let Source::Table(t) = &source {
+        // Rows with a NULL key could never be placed against the watermark.
+        let (schema, table) =
+            t.rsplit_once('.').map_or(("main", t.as_str()), |(s, n)| (s.rsplit('.').next().unwrap_or(s), n));
+        let nullable: bool = conn
+            .query_row(
+                "SELECT coalesce(bool_or(is_nullable), true) FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? AND column_name = ?",
+                params![schema, table, &spec.key],
+                |r| r.get(0),
+            )
+            .map_err(db(name, JobErrorKind::Failed))?;
+        if nullable {
+            return Err(def(format!(
+                "the key \"{}\" of {t} may be NULL; a table source's key must be NOT NULL (ALTER TABLE {t} ALTER {} SET NOT NULL)",
+                spec.key,
+                quote_ident(&spec.key)
+            )));
+        }
+    }
     for c in spec.features.iter().flatten() {
         find(c, "a feature")?;
     }
     for c in &spec.carry {
-        find(c, "a carried column")?;
+        let ty = find(c, "a carried column")?;
         let reserved =
             ["score", "label", "probabilities", "model", "model_version", "run_id", "scored_at", "source_file"];
-        if c == &spec.key || reserved.contains(&c.as_str()) {
+        // DuckDB identifiers are case-insensitive: `Score` would clash with `score`.
+        let lower = c.to_lowercase();
+        if lower == spec.key.to_lowercase() || reserved.contains(&lower.as_str()) {
             return Err(def(format!(
                 "the carried column \"{c}\" clashes with a column the job writes ({})",
                 reserved.join(", ")
+            )));
+        }
+        if ty.starts_with("ENUM") {
+            return Err(def(format!(
+                "the carried column \"{c}\" is an ENUM, which jobs cannot carry yet; carry it from a view that casts it to VARCHAR"
             )));
         }
     }
@@ -235,24 +262,23 @@ pub fn create_job(conn: &Connection, spec: &JobSpec) -> Result<(), JobError> {
         return Err(def("features is an empty list: name the feature columns, or leave it out to bind by name".into()));
     }
 
-    // The model expression: one expression over the source (prepared, so it is parsed and bound
-    // by DuckDB itself; a second statement or a missing column is refused here).
+    // The model expression: parsed (never run) to be one expression over the source, then
+    // prepared so DuckDB binds it (a missing column is refused here).
+    check_model_expr(conn, name, &spec.model, &source, &rel)?;
     let probe = format!("SELECT CAST(({}) AS VARCHAR) FROM {rel} LIMIT 0", spec.model);
-    match conn.prepare(&probe) {
-        Ok(stmt) if stmt.column_count() == 1 => {}
-        Ok(_) => return Err(def(format!("the model expression {} is not one expression", spec.model))),
-        Err(e) => {
-            return Err(def(format!(
-                "the model expression {} does not work on the source {}: {e}",
-                spec.model, spec.source
-            )))
-        }
+    if let Err(e) = conn.prepare(&probe) {
+        return Err(def(format!(
+            "the model expression {} does not work on the source {}: {e}",
+            spec.model, spec.source
+        )));
     }
     // Every model the current rows name must be registered (a lake is checked on its first file).
     let unknown: Vec<String> = {
         let sql = format!(
-            "SELECT DISTINCT CAST(({}) AS VARCHAR) AS m FROM {rel} \
-             WHERE m IS NOT NULL AND m NOT IN (SELECT __sqlscore_ref FROM sqlscore_model_refs) ORDER BY m LIMIT 6",
+            // A name of our own for the model column: a source column `m` would win over an alias.
+            "SELECT DISTINCT __sqlscore_m FROM (SELECT CAST(({}) AS VARCHAR) AS __sqlscore_m FROM {rel}) \
+             WHERE __sqlscore_m IS NOT NULL AND __sqlscore_m NOT IN (SELECT __sqlscore_ref FROM sqlscore_model_refs) \
+             ORDER BY 1 LIMIT 6",
             spec.model
         );
         let mut stmt = conn.prepare(&sql).map_err(|e| def(format!("checking the models: {e}")))?;
@@ -302,6 +328,30 @@ pub fn create_job(conn: &Connection, spec: &JobSpec) -> Result<(), JobError> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| def(format!("creating the target folder {}: {e}", dir.display())))?;
             let abs = std::fs::canonicalize(dir).map_err(|e| def(format!("{}: {e}", dir.display())))?;
+            // Outputs mirror source names: in (or around) the source folder they would overwrite
+            // the sources or be read back as new ones.
+            if let Source::Files { glob, .. } = &source {
+                let base = std::fs::canonicalize(sqlscore_core::lake::glob_base(glob)).unwrap_or_default();
+                if sqlscore_core::lake::nested(&abs, &base) {
+                    return Err(def(format!(
+                        "the target folder {} and the source folder {} overlap: outputs would overwrite or be read as sources; pick a folder outside the source's",
+                        abs.display(),
+                        base.display()
+                    )));
+                }
+            }
+            for other in jobs(conn)? {
+                if let Target::ParquetDir(d) = &other.target {
+                    if sqlscore_core::lake::nested(&abs, d) {
+                        return Err(def(format!(
+                            "the target folder {} overlaps job \"{}\"'s target {}: give each job a folder of its own",
+                            abs.display(),
+                            other.spec.name,
+                            d.display()
+                        )));
+                    }
+                }
+            }
             spec.target = format!("{}/", abs.display());
         }
     }
@@ -322,6 +372,57 @@ pub fn create_job(conn: &Connection, spec: &JobSpec) -> Result<(), JobError> {
         ],
     )
     .map_err(db(name, JobErrorKind::Failed))?;
+    Ok(())
+}
+
+/// Refuses a model expression that is not exactly one expression over the source. The text is
+/// spliced into the queries a run reads with, and preparing a string of several statements in
+/// DuckDB runs all but the last: so it is parsed (`json_serialize_sql`, which runs nothing) as the
+/// query it becomes, which must be one SELECT of one item from the source alone. Runs check the
+/// stored text again before reading.
+pub(crate) fn check_model_expr(
+    conn: &Connection,
+    job: &str,
+    expr: &str,
+    source: &Source,
+    rel: &str,
+) -> Result<(), JobError> {
+    let bad = |why: &str| {
+        JobError::new(
+            job,
+            JobErrorKind::Definition,
+            format!("the model expression {expr} is not one SQL expression over the source ({why})"),
+        )
+    };
+    let probe = format!("SELECT CAST(({expr}) AS VARCHAR) FROM {rel} LIMIT 0");
+    let text: String = conn
+        .query_row(&format!("SELECT json_serialize_sql({})::VARCHAR", quote_literal(&probe)), [], |r| r.get(0))
+        .map_err(db(job, JobErrorKind::Failed))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| bad("unreadable parse"))?;
+    if v["error"].as_bool() != Some(false) {
+        return Err(bad(v["error_message"].as_str().unwrap_or("it does not parse")));
+    }
+    let statements = v["statements"].as_array().map_or(0, Vec::len);
+    let node = &v["statements"][0]["node"];
+    if statements != 1 || node["type"] != "SELECT_NODE" || node["select_list"].as_array().map_or(0, Vec::len) != 1 {
+        return Err(bad("it must not end the expression or add statements"));
+    }
+    let from = &node["from_table"];
+    let from_ok = match source {
+        Source::Table(t) => {
+            from["type"] == "BASE_TABLE"
+                && from["table_name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(t.rsplit('.').next().unwrap_or(t)))
+        }
+        Source::Files { .. } => from["type"] == "TABLE_FUNCTION",
+    };
+    if !from_ok
+        || !node["where_clause"].is_null()
+        || node["group_expressions"].as_array().is_some_and(|g| !g.is_empty())
+    {
+        return Err(bad("it must not add FROM, WHERE or GROUP BY clauses"));
+    }
     Ok(())
 }
 

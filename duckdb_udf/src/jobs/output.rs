@@ -224,7 +224,7 @@ pub fn write(
                     if let Some(parent) = final_path.parent() {
                         std::fs::create_dir_all(parent).map_err(|e| run.error(format!("{}: {e}", parent.display())))?;
                     }
-                    let tmp = temp_path(&final_path, run.run_id());
+                    let tmp = temp_path(&final_path, &name, run.run_id());
                     let filter =
                         source.as_ref().map_or(String::new(), |s| format!(" WHERE source_file = {}", quote_literal(s)));
                     conn.execute_batch(&format!(
@@ -233,9 +233,11 @@ pub fn write(
                     ))
                     .map_err(|e| fail(&format!("writing {}", final_path.display()), e))?;
                     temps.push((tmp.clone(), final_path.clone()));
-                    // Durable before the commit that lists it, so a listed file is complete.
+                    // Durable (contents and name) before the commit that lists it, so a listed
+                    // file is complete even after a power cut.
                     std::fs::File::open(&tmp)
                         .and_then(|f| f.sync_all())
+                        .and_then(|_| tmp.parent().map_or(Ok(()), |d| std::fs::File::open(d)?.sync_all()))
                         .map_err(|e| run.error(format!("syncing {}: {e}", tmp.display())))?;
                     let rows = source.as_ref().map_or(written.rows, |s| rows_per_file.get(s).copied().unwrap_or(0));
                     conn.execute(
@@ -379,7 +381,11 @@ pub fn recover(conn: &Connection, job: &str, dir: &Path) -> Result<(), JobError>
     let mut found = Vec::new();
     temp_files(dir, &mut found);
     for tmp in found {
-        let Some((final_path, run_id)) = parse_temp_path(&tmp) else { continue };
+        // Only this job's files: another job's (a shared or nested folder) are its own business.
+        let Some((final_path, owner, run_id)) = parse_temp_path(&tmp) else { continue };
+        if owner != job {
+            continue;
+        }
         let committed: bool = conn
             .query_row(
                 "SELECT count(*) > 0 FROM sqlscore_job_outputs WHERE job = ? AND run_id = ? AND path = ?",

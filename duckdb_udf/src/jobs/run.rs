@@ -266,6 +266,8 @@ impl Run<'_, '_> {
 
     fn execute(&mut self) -> Result<(), JobError> {
         self.conn.execute_batch(&format!("SET threads = {}", self.threads)).map_err(self.db_err())?;
+        // The run file first: `sqlscore job cancel` finds the run from its very start.
+        self.progress_file();
         if let Target::ParquetDir(dir) = &self.info.target {
             output::recover(self.conn, self.name(), dir)?;
         }
@@ -375,11 +377,11 @@ impl Run<'_, '_> {
                 let key = quote_ident(&self.info.spec.key);
                 let wm = self.info.watermark;
                 // A literal bound (not a parameter) so DuckDB can skip row groups by their min/max.
-                let above = wm.map_or(String::new(), |w| format!(" WHERE {key} > {w}"));
+                let above = wm.map_or(String::new(), |w| format!(" AND {key} > {w}"));
                 let (count, lo, hi): (i64, Option<i64>, Option<i64>) = self
                     .conn
                     .query_row(
-                        &format!("SELECT count(*), min({key})::BIGINT, max({key})::BIGINT FROM {rel}{above}"),
+                        &format!("SELECT count(*), min({key})::BIGINT, max({key})::BIGINT FROM {rel} WHERE {key} IS NOT NULL{above}"),
                         [],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
@@ -387,14 +389,44 @@ impl Run<'_, '_> {
                 self.plan.rows = Some(count as u64);
                 let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(Vec::new()) };
                 self.plan.keys = Some((lo, hi));
-                let n = (count as u64).div_ceil(batch_rows).max(1) as i128;
-                let width = ((hi as i128 - lo as i128 + 1) + n - 1) / n;
+                let n = (count as u64).div_ceil(batch_rows).max(1);
+                // Dense keys (a sequence) split by arithmetic; sparse or skewed keys (snowflake
+                // ids, timestamps) at their quantiles, so every batch holds about batch_rows rows.
+                let mut bounds: Vec<i64> = Vec::new();
+                if n > 1 && (hi as i128 - lo as i128 + 1) != count as i128 {
+                    let qs: Vec<String> = (1..n).map(|i| format!("{}", i as f64 / n as f64)).collect();
+                    let list: Option<String> = self
+                        .conn
+                        .query_row(
+                            &format!(
+                                "SELECT CAST(quantile_disc({key}, [{}]) AS VARCHAR) FROM {rel} WHERE {key} IS NOT NULL{above}",
+                                qs.join(", ")
+                            ),
+                            [],
+                            |r| r.get(0),
+                        )
+                        .map_err(self.db_err())?;
+                    bounds = list
+                        .unwrap_or_default()
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .split(',')
+                        .filter_map(|x| x.trim().parse().ok())
+                        .collect();
+                } else if n > 1 {
+                    let span = hi as i128 - lo as i128 + 1;
+                    let width = (span + n as i128 - 1) / n as i128;
+                    bounds = (1..n as i128).map(|i| (lo as i128 + i * width - 1).min(hi as i128) as i64).collect();
+                }
+                bounds.push(hi);
+                bounds.sort_unstable();
+                bounds.dedup();
                 let mut work = Vec::new();
-                let mut a = lo as i128;
-                while a <= hi as i128 {
-                    let b = (a + width - 1).min(hi as i128);
-                    work.push(Work::Keys(a as i64, b as i64));
-                    a = b + 1;
+                let mut a = lo;
+                for b in bounds {
+                    if b >= a {
+                        work.push(Work::Keys(a, b));
+                        a = b.saturating_add(1);
+                    }
                 }
                 self.plan.batches = work.len();
                 Ok(work)
@@ -432,7 +464,10 @@ impl Run<'_, '_> {
                 let bytes: u64 = files.iter().map(|f| f.size).sum();
                 let mut target_bytes = batch_rows.saturating_mul(64);
                 if format == sqlscore_core::FileFormat::Parquet {
-                    let list: Vec<String> = files.iter().map(|f| sqlscore_core::lake::quote_literal(&f.path)).collect();
+                    let list: Vec<String> = files
+                        .iter()
+                        .map(|f| sqlscore_core::lake::quote_literal(&sqlscore_core::lake::escape_glob(&f.path)))
+                        .collect();
                     let rows: Option<i64> = self
                         .conn
                         .query_row(

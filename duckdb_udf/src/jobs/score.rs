@@ -74,6 +74,9 @@ impl Scorer {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| {
             JobError::new(&info.spec.name, JobErrorKind::Failed, format!("cannot start {threads} scoring threads: {e}"))
         })?;
+        // The stored expression is checked again: it is spliced into every query this reads with.
+        let probe_rel = relation(&info.source, &["probe.parquet".to_string()]);
+        super::define::check_model_expr(&conn, &info.spec.name, &info.spec.model, &info.source, &probe_rel)?;
         Ok(Scorer { conn, info, engine: Engine::default(), models: HashMap::new(), pool: Arc::new(pool), interrupt })
     }
 
