@@ -40,7 +40,7 @@ pub struct DemoArgs {
     /// The "data lake" folder; readings land in its readings/ folder.
     #[arg(long, default_value = "demo-data")]
     data: PathBuf,
-    /// DuckDB and scoring threads (default: all cores).
+    /// DuckDB and scoring threads (default: the job default, the cores but one).
     #[arg(long)]
     threads: Option<u32>,
     #[arg(long)]

@@ -105,7 +105,7 @@ pub struct RunArgs {
     /// Print one JSON object as the last line (run_id, status, rows_scored, rows_rejected, seconds, error).
     #[arg(long)]
     json: bool,
-    /// DuckDB: threads for reading and scoring (default: all cores).
+    /// DuckDB: threads for reading and scoring (default: the cores but one, which the writer uses).
     #[arg(long)]
     threads: Option<usize>,
     /// PostgreSQL: run in background workers (sqlscore.submit_job) and follow the run.

@@ -189,14 +189,10 @@ pub fn write(
         match run.info().target.clone() {
             Target::Table(t) => {
                 if let Some(out) = &out {
-                    let ta = std::time::Instant::now();
                     let (schema, table) = target_table(&t);
                     let mut app = conn.appender_to_db(table, schema).map_err(|e| fail("writing the target", e))?;
                     app.append_record_batch(out.clone()).map_err(|e| fail(&format!("writing the target {t}"), e))?;
                     app.flush().map_err(|e| fail(&format!("writing the target {t}"), e))?;
-                    if std::env::var_os("SQLSCORE_JOB_TRACE").is_some() {
-                        eprintln!("append {:.3} s", ta.elapsed().as_secs_f64());
-                    }
                 }
             }
             Target::ParquetDir(dir) => {
@@ -311,12 +307,7 @@ pub fn write(
             ],
         )
         .map_err(|e| fail("recording progress", e))?;
-        let tc = std::time::Instant::now();
-        let r = conn.execute_batch("COMMIT").map_err(|e| fail("committing the batch", e));
-        if std::env::var_os("SQLSCORE_JOB_TRACE").is_some() {
-            eprintln!("commit {:.3} s", tc.elapsed().as_secs_f64());
-        }
-        r
+        conn.execute_batch("COMMIT").map_err(|e| fail("committing the batch", e))
     })();
     if let Err(e) = result {
         let _ = conn.execute_batch("ROLLBACK");

@@ -19,7 +19,8 @@ use super::{db, schema, sidecar, JobError, JobErrorKind};
 
 /// How a run is carried out; everything has a default.
 pub struct RunConfig<'a> {
-    /// DuckDB threads for reading and scoring threads for the per-model groups (default: cores).
+    /// DuckDB threads for reading and scoring threads for the per-model groups (default: the
+    /// cores but one, which the writer uses).
     pub threads: usize,
     /// Polled between batches and during ONNX Runtime runs; true stops the run (committed batches
     /// stay) with status `cancelled`.
@@ -34,7 +35,9 @@ pub struct RunConfig<'a> {
 impl Default for RunConfig<'_> {
     fn default() -> Self {
         RunConfig {
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            // The writer keeps one core busy on its own (DuckDB writes a table from one thread):
+            // reading and scoring get the others.
+            threads: std::thread::available_parallelism().map(|n| n.get().saturating_sub(1).max(1)).unwrap_or(1),
             interrupt: None,
             on_event: None,
             db_path: None,
@@ -335,8 +338,10 @@ impl Run<'_, '_> {
                 let (w, rows) = scored?;
                 let t = Instant::now();
                 self.batch(seq, w, rows)?;
+                // SQLSCORE_JOB_TRACE=1: per-batch write times on stderr (what BENCHMARKS.md's
+                // breakdown comes from).
                 if std::env::var_os("SQLSCORE_JOB_TRACE").is_some() {
-                    eprintln!("batch {seq}: written in {:.3} s", t.elapsed().as_secs_f64());
+                    eprintln!("batch {seq}: {} rows written in {:.3} s", self.rows_done, t.elapsed().as_secs_f64());
                 }
                 seq += 1;
                 self.batches += 1;
