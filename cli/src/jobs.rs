@@ -545,10 +545,7 @@ fn run_duckdb(path: &Path, a: RunArgs) -> Result<Outcome, BoxError> {
     let result = jobs::run_job(&conn, &a.name, cfg);
     // The database is closed before the summary, so a dashboard can open it at once.
     drop(conn);
-    let summary = match result {
-        Ok(s) => s,
-        Err(e) => return Err(e.into()),
-    };
+    let summary = result?;
     report.finish(&summary);
     if a.json {
         println!("{}", summary_json(&summary));
