@@ -39,7 +39,7 @@ test-core: venv
 test-duckdb: venv extension test-extension cli
 	$(PY) -m pytest -q -p no:cacheprovider tests/duckdb tests/cli tests/fuzz \
 	  --deselect tests/fuzz/test_fuzz.py::test_fuzz_postgres
-	$(CARGO) test --release -p sqlscore-cli --test embed_jobs
+	$(CARGO) test --release -p sqlscore-cli --bins --test embed_jobs
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: python/requirements.txt Makefile

@@ -4,7 +4,7 @@
 //!
 //! Output: a progress bar when stdout is a terminal, plain log lines otherwise; with `--json` the
 //! last line of stdout is one JSON object. Exit status: 0 succeeded (or nothing new), 1 failed, 3
-//! cancelled, 4 the database is busy (another process holds it).
+//! cancelled, 4 busy (another process holds the DuckDB file, or the PostgreSQL job is running).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -273,8 +273,10 @@ fn open(path: &Path) -> Result<duckdb::Connection, BoxError> {
     })
 }
 
+/// A database file another process holds, or (PostgreSQL, SQLSTATE 55P03) a job already running.
 fn is_busy(e: &BoxError) -> bool {
-    e.to_string().contains("in use by another process")
+    let text = e.to_string();
+    text.contains("in use by another process") || text.contains("(55P03)")
 }
 
 /// Runs in progress on this database, from their run files.
@@ -357,14 +359,8 @@ fn list(path: &Path, json: bool) -> Result<Outcome, BoxError> {
 }
 
 fn runs(path: &Path, name: Option<&str>, limit: usize, json: bool) -> Result<Outcome, BoxError> {
-    let conn = match open(path) {
-        Ok(c) => c,
-        Err(e) if is_busy(&e) => {
-            eprintln!("{e}");
-            return Ok(Outcome::Busy);
-        }
-        Err(e) => return Err(e),
-    };
+    // A busy file is reported (exit 4) by `run` above.
+    let conn = open(path)?;
     if let Some(n) = name {
         jobs::job(&conn, n)?;
     }
@@ -424,14 +420,8 @@ fn status(path: &Path, name: &str, json: bool) -> Result<Outcome, BoxError> {
         }
         return Ok(Outcome::Ok);
     }
-    let conn = match open(path) {
-        Ok(c) => c,
-        Err(e) if is_busy(&e) => {
-            eprintln!("{e}");
-            return Ok(Outcome::Busy);
-        }
-        Err(e) => return Err(e),
-    };
+    // A busy file is reported (exit 4) by `run` above.
+    let conn = open(path)?;
     let info = jobs::job(&conn, name)?;
     let last = jobs::runs(&conn, Some(name), 1)?.pop();
     if json {

@@ -7,6 +7,7 @@
 //!   instead: per-row model choice becomes one hash join.
 //! * feature `embed`: [`register`] for Rust programs that hold a `duckdb::Connection`.
 
+mod dialect;
 #[cfg(feature = "loadable")]
 mod extension;
 

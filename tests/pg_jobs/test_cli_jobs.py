@@ -156,3 +156,18 @@ def test_cli_failures_against_postgres(db, pg_url):
     assert p.returncode == 1 and "no such job" in p.stderr, (p.stdout, p.stderr)
     p = sq("job", "status", "nope", "--db", url)
     assert p.returncode == 1 and "no such job" in p.stderr, (p.stdout, p.stderr)
+
+
+def test_cli_run_while_a_run_is_under_way_is_busy_and_cancel_stops_it(db, pg_url):
+    """A second run of a running job exits 4 (busy) with a JSON line; `job cancel` stops the run."""
+    from test_jobs import async_run_under_way, wait_run
+
+    url = cli_url(pg_url, db.name)
+    c, run = async_run_under_way(db, 200_000)
+    p = sq("job", "run", "j", "--db", url, "--json")
+    assert p.returncode == 4, (p.returncode, p.stdout, p.stderr)
+    s = last_json(p)
+    assert s["status"] == "busy" and "55P03" in s["error"], s
+    p = sq("job", "cancel", "j", "--db", url)
+    assert p.returncode == 0 and f"cancel requested for run {run}" in p.stdout, (p.stdout, p.stderr)
+    assert wait_run(c, run)["status"] == "cancelled"

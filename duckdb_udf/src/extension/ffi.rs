@@ -10,24 +10,10 @@ use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use libduckdb_sys as sys;
-use sqlscore_core::{Dialect, Error};
+use sqlscore_core::Error;
 
 /// DuckDB's words for messages and hints.
-pub const DUCKDB: Dialect = Dialect {
-    engine: "DuckDB",
-    text: "VARCHAR",
-    real: "FLOAT",
-    double: "DOUBLE",
-    integer: "INTEGER",
-    bigint: "BIGINT",
-    boolean: "BOOLEAN",
-    cast_example: "CAST(x AS DOUBLE)",
-    file_models: true,
-    register_hint: "register one with INSERT INTO sqlscore_models FROM sqlscore_register('name', 'model.onnx')",
-    max_model_size_setting: "the SQLSCORE_MAX_MODEL_BYTES environment variable of the process",
-    intra_threads_setting: "sqlscore_intra_threads",
-    null_policy_setting: "sqlscore_null_policy",
-};
+pub use crate::dialect::DUCKDB;
 
 /// Runs a callback body; a panic becomes a message instead of unwinding into DuckDB's C++
 /// (undefined behaviour that would take the host process down).

@@ -19,19 +19,12 @@ use super::{JobError, JobErrorKind};
 
 /// DuckDB's words in engine messages.
 pub static DUCKDB: Dialect = Dialect {
-    engine: "DuckDB",
-    text: "VARCHAR",
-    real: "FLOAT",
-    double: "DOUBLE",
-    integer: "INTEGER",
-    bigint: "BIGINT",
-    boolean: "BOOLEAN",
-    cast_example: "CAST(x AS DOUBLE)",
+    // A job names models in the registry only; its NULL handling is the job's on_error.
     file_models: false,
     register_hint: "register it with sqlscore model push NAME FILE --db DATABASE",
-    max_model_size_setting: "the SQLSCORE_MAX_MODEL_BYTES environment variable of the process",
     intra_threads_setting: "SQLSCORE_INTRA_THREADS",
     null_policy_setting: "the job's on_error",
+    ..crate::dialect::DUCKDB
 };
 
 /// One unit of work: a key range or a set of files.
