@@ -116,6 +116,17 @@ pub fn run(args: DemoArgs) -> Result<(), BoxError> {
     println!("  models: {new} registered, {kept} already current ({:.2} s)", t.elapsed().as_secs_f64());
 
     if jobs::job(&conn, JOB).is_err() {
+        // A demo file from before the demo was a job has its own anomaly_scores (scored by one
+        // INSERT, rebuilt on every run): the demo owns it, so the job's target replaces it.
+        let old: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM duckdb_columns() WHERE table_name = 'anomaly_scores' AND column_name = 'is_anomaly'",
+            [],
+            |r| r.get(0),
+        )?;
+        if old {
+            conn.execute_batch("DROP TABLE anomaly_scores")?;
+            println!("  replaced the previous demo's anomaly_scores (one INSERT per demo) by the job's target");
+        }
         let mut spec = JobSpec::new(
             JOB,
             &format!("{}/*.parquet", lake.display()),

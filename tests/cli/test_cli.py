@@ -83,3 +83,17 @@ def test_sql_prints_values_like_duckdb(tmp_path):
                    "{'a': 1, 'b': x}", "NULL", "42"], got
     for debug in ("Timestamp(", "List(", "Double(", "Struct("):
         assert debug not in got
+
+
+def test_demo_replaces_the_previous_demos_table(tmp_path):
+    """A demo file from before the demo was a job (anomaly_scores rebuilt by one INSERT per run)
+    is taken over: the job's target replaces the old table."""
+    db = tmp_path / "old.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE anomaly_scores (id BIGINT, device_id VARCHAR, sensor_id VARCHAR, ts TIMESTAMP, "
+                    "value DOUBLE, score DOUBLE, is_anomaly BOOLEAN, injected BOOLEAN)")
+        con.execute("INSERT INTO anomaly_scores VALUES (1, 'd0', 'd0_s0', TIMESTAMP '2026-01-01', 1, 1, false, false)")
+    out = run("demo", "--devices", 1, "--sensors", 2, "--hours", 6, "--db", db, "--data", tmp_path / "lake", "--quiet")
+    assert "replaced the previous demo's anomaly_scores" in out.stdout, out.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT id) FROM anomaly_scores").fetchone() == (1440, 1440)
