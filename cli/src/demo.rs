@@ -162,7 +162,14 @@ pub fn run(args: DemoArgs) -> Result<(), BoxError> {
 fn run_job(conn: &Connection, args: &DemoArgs) -> Result<(), BoxError> {
     let mut report = crate::jobs::Reporter::new(JOB, args.quiet);
     let mut on_event = |e: &Event| report.event(e);
-    let mut cfg = RunConfig { on_event: Some(&mut on_event), db_path: Some(args.db.clone()), ..RunConfig::default() };
+    // Ctrl-C or `sqlscore job cancel` stop the demo's run after its batch, as for `job run`.
+    crate::jobs::catch_signals();
+    let mut cfg = RunConfig {
+        on_event: Some(&mut on_event),
+        db_path: Some(args.db.clone()),
+        interrupt: Some(crate::jobs::cancelled),
+        ..RunConfig::default()
+    };
     if let Some(t) = args.threads {
         cfg.threads = t as usize;
     }

@@ -496,7 +496,7 @@ fn cancel(path: &Path, name: &str) -> Result<Outcome, BoxError> {
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
 
-fn cancelled() -> bool {
+pub(crate) fn cancelled() -> bool {
     CANCEL.load(Ordering::Relaxed)
 }
 
@@ -506,7 +506,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// SIGINT and SIGTERM stop a run after its current batch instead of killing the process, so the
 /// run is recorded as cancelled (a kill -9 is recovered by the next run instead).
-fn catch_signals() {
+pub(crate) fn catch_signals() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };

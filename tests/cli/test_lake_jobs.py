@@ -919,8 +919,27 @@ def test_model_expression_cannot_run_sql(fresh_db, tmp_path):
         p = sq("job", "create", "inj", "--db", db, "--source", f"{tmp_path}/lake/*.parquet", "--key", "id",
                "--model", expr, "--target", "s", "--features", "value")
         assert p.returncode == 1 and "is not one SQL expression" in p.stderr, (expr, p.stderr)
+    # One expression, but one that reads or writes elsewhere, or changes the fetch's shape.
+    written = tmp_path / "profile.txt"
+    for expr, why in [
+        (f"'anomaly_' || coalesce((SELECT '' FROM enable_profiling(save_location := '{written}')), '')", "subquery"),
+        ("'anomaly_' || (SELECT max(x)::VARCHAR FROM victim)", "subquery"),
+        ("'anomaly_' || max(sensor_id)", "max() is not a scalar function"),
+        ("'anomaly_' || COLUMNS('sensor_id')", "COLUMNS"),
+        ("'anomaly_' || nextval('s')", "nextval()"),
+    ]:
+        p = sq("job", "create", "inj", "--db", db, "--source", f"{tmp_path}/lake/*.parquet", "--key", "id",
+               "--model", expr, "--target", "s", "--features", "value")
+        assert p.returncode == 1 and why in p.stderr, (expr, p.stderr)
+    assert not written.exists()
     assert one(db, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'victim'") == 1
     assert one(db, "SELECT count(*) FROM sqlscore_jobs") == 0
+    # Functions, CASE and casts over the row's columns are what a model expression is for.
+    create_job(db, "fine", f"{tmp_path}/lake/*.parquet", "s")
+    p = sq("job", "create", "fine2", "--db", db, "--source", f"{tmp_path}/lake/*.parquet", "--key", "id",
+           "--model", "CASE WHEN value > 100 THEN 'anomaly_d0_s0' ELSE 'anomaly_' || lower(sensor_id::VARCHAR) END",
+           "--target", "s2", "--features", "value")
+    assert p.returncode == 0, p.stderr
 
 
 def test_target_folder_must_not_overlap_sources_or_other_jobs(fresh_db, tmp_path):
@@ -939,6 +958,17 @@ def test_target_folder_must_not_overlap_sources_or_other_jobs(fresh_db, tmp_path
     before = (tmp_path / "lake" / "a.parquet").read_bytes()
     run_job(db, "first")
     assert (tmp_path / "lake" / "a.parquet").read_bytes() == before
+
+
+def test_dot_dot_after_a_wildcard_is_refused(fresh_db, tmp_path):
+    db = fresh_db()
+    write_readings(tmp_path / "lake" / "sub" / "a.parquet", 1, 10)
+    p = sq("job", "create", "d", "--db", db, "--source", f"{tmp_path}/lake/*/../sub/*.parquet", "--key", "id",
+           "--model", MODEL_EXPR, "--target", f"{tmp_path}/out/", "--features", "value")
+    assert p.returncode == 1 and "after a wildcard" in p.stderr, p.stderr
+    # Before the first wildcard it is just a folder: normalised.
+    create_job(db, "d", f"{tmp_path}/lake/x/../sub/*.parquet", "s")
+    assert status_json(db, "d")["source"] == f"{tmp_path}/lake/sub/*.parquet"
 
 
 def test_file_names_with_glob_characters_are_read_as_themselves(fresh_db, tmp_path):

@@ -1,6 +1,7 @@
 //! Declaring a job: everything is checked against the source once, when the job is created, so
 //! a run fails only for reasons that arise later (a file with other columns, a model removed).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use duckdb::{params, Connection, OptionalExt};
@@ -98,15 +99,33 @@ pub(crate) fn relation(source: &Source, files: &[String]) -> String {
 /// The column a file reader adds with each row's file.
 pub(crate) const FILE_COLUMN: &str = "__sqlscore_file";
 
-/// A glob relative to the working directory, made absolute so cron and other directories see the
-/// same files.
-fn absolute_glob(glob: &str) -> String {
-    if Path::new(glob).is_absolute() {
-        return glob.to_string();
+/// A glob relative to the working directory, made absolute (and its fixed folder part normalised)
+/// so cron and other directories see the same files. `.` or `..` after a wildcard is refused:
+/// DuckDB keeps them in the paths it returns, and outputs named after such paths could land
+/// outside the target folder.
+fn absolute_glob(glob: &str) -> Result<String, String> {
+    let joined = if Path::new(glob).is_absolute() {
+        glob.to_string()
+    } else {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        cwd.join(glob).to_string_lossy().into_owned()
+    };
+    let base = sqlscore_core::lake::glob_base(&joined);
+    let pattern = &joined[base.len()..];
+    if pattern.split('/').any(|c| c == "." || c == "..") {
+        return Err(format!("the source glob {glob} has '.' or '..' after a wildcard; write the folder without them"));
     }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let joined = cwd.join(glob.trim_start_matches("./"));
-    joined.to_string_lossy().into_owned()
+    let mut parts: Vec<&str> = Vec::new();
+    for c in base.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(format!("/{}{}{pattern}", parts.join("/"), if parts.is_empty() { "" } else { "/" }))
 }
 
 /// Files a glob matches now, through DuckDB's own globbing (the reader's rules, `**` included).
@@ -177,7 +196,7 @@ pub fn create_job(conn: &Connection, spec: &JobSpec) -> Result<(), JobError> {
     }
     let files = match &source {
         Source::Files { glob, .. } => {
-            spec.source = absolute_glob(glob);
+            spec.source = absolute_glob(glob).map_err(def)?;
             let files = glob_files(conn, name, &spec.source)?;
             if files.is_empty() {
                 return Err(def(format!(
@@ -407,6 +426,7 @@ pub(crate) fn check_model_expr(
     if statements != 1 || node["type"] != "SELECT_NODE" || node["select_list"].as_array().map_or(0, Vec::len) != 1 {
         return Err(bad("it must not end the expression or add statements"));
     }
+    expression_allowed(conn, &node["select_list"][0]).map_err(|why| bad(&why))?;
     let from = &node["from_table"];
     let from_ok = match source {
         Source::Table(t) => {
@@ -422,6 +442,58 @@ pub(crate) fn check_model_expr(
         || node["group_expressions"].as_array().is_some_and(|g| !g.is_empty())
     {
         return Err(bad("it must not add FROM, WHERE or GROUP BY clauses"));
+    }
+    Ok(())
+}
+
+/// Functions an expression may not call even though DuckDB lists them as scalar: they change
+/// state (sequences, the random seed) or are sqlscore's own internals (which take file paths).
+const DENIED_FUNCTIONS: &[&str] = &["nextval", "currval", "setseed", "getenv"];
+
+/// Walks a parsed expression and allows only what computes a value from the row: column
+/// references, constants, operators, casts, CASE, comparisons and scalar functions. A subquery
+/// or a table function inside it could read other tables or files, or write files (DuckDB's
+/// `enable_profiling(save_location := ...)`), at create and on every fetch; an aggregate, window or
+/// `*`/`COLUMNS` expression would change the fetch's shape.
+fn expression_allowed(conn: &Connection, expr: &serde_json::Value) -> Result<(), String> {
+    let scalar: HashSet<String> = {
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'scalar'")
+            .map_err(|e| format!("listing functions: {e}"))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| e.to_string())?;
+        rows.filter_map(Result::ok).collect()
+    };
+    let mut stack = vec![expr];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(map) => {
+                if let Some(class) = map.get("class").and_then(|c| c.as_str()) {
+                    match class {
+                        "COLUMN_REF" | "CONSTANT" | "CAST" | "OPERATOR" | "CASE" | "BETWEEN" | "COMPARISON"
+                        | "CONJUNCTION" | "COLLATE" | "LAMBDA" => {}
+                        "FUNCTION" => {
+                            let name = map.get("function_name").and_then(|n| n.as_str()).unwrap_or_default();
+                            let lower = name.to_ascii_lowercase();
+                            let schema = map.get("schema").and_then(|n| n.as_str()).unwrap_or_default();
+                            if !scalar.contains(&lower)
+                                || DENIED_FUNCTIONS.contains(&lower.as_str())
+                                || lower.starts_with("sqlscore")
+                                || !(schema.is_empty() || schema == "main" || schema == "pg_catalog")
+                            {
+                                return Err(format!("{name}() is not a scalar function it may call"));
+                            }
+                        }
+                        "SUBQUERY" => return Err("it must not contain a subquery".into()),
+                        "STAR" => return Err("it must not contain * or COLUMNS(...)".into()),
+                        "WINDOW" => return Err("it must not contain a window function".into()),
+                        other => return Err(format!("it must not contain a {} expression", other.to_lowercase())),
+                    }
+                }
+                stack.extend(map.values());
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

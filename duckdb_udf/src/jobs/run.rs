@@ -321,20 +321,26 @@ impl Run<'_, '_> {
             let mut seq = 0u32;
             loop {
                 let next = given.recv();
-                if self.cancelled() {
-                    return Err(JobError::new(
+                let cancel = || {
+                    JobError::new(
                         self.name(),
                         JobErrorKind::Cancelled,
                         "cancelled before the next batch; committed batches stay",
-                    ));
-                }
+                    )
+                };
                 let Ok(scored) = next else {
+                    // Every batch written: a cancel that came after the last one changes nothing.
                     return if seq == units {
                         Ok(())
+                    } else if self.cancelled() {
+                        Err(cancel())
                     } else {
                         Err(self.fail(format!("the scoring thread stopped after {seq} of {units} batches")))
                     };
                 };
+                if self.cancelled() {
+                    return Err(cancel());
+                }
                 let (w, rows) = scored?;
                 let t = Instant::now();
                 self.batch(seq, w, rows)?;
