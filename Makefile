@@ -37,6 +37,8 @@ test-core: venv
 # DuckDB: unit-style and golden tests, the CLI and its lake jobs, the bounded fuzz run (tests/fuzz;
 # its PostgreSQL half runs in test-pg), and the Rust embedding API's jobs (cli/tests/embed_jobs.rs).
 test-duckdb: venv extension test-extension cli
+	@# tmux: the job command's progress bar is tested on a real terminal.
+	@command -v tmux >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux)
 	$(PY) -m pytest -q -p no:cacheprovider tests/duckdb tests/cli tests/fuzz \
 	  --deselect tests/fuzz/test_fuzz.py::test_fuzz_postgres
 	$(CARGO) test --release -p sqlscore-cli --bins --test embed_jobs
