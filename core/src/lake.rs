@@ -210,6 +210,69 @@ pub fn batch_files(files: Vec<FileStat>, target_bytes: u64) -> Vec<Vec<FileStat>
     out
 }
 
+/// Splits the keys `lo..=hi` (`count` of them, NULLs excluded) into ranges of about `batch_rows`
+/// rows. Dense keys (a sequence) split by arithmetic; sparse or skewed keys (snowflake ids,
+/// timestamps) at their quantiles, which `quantiles(n)` returns (the keys at 1/n, ..., (n-1)/n)
+/// when asked. Every key of `lo..=hi` lies in exactly one range; ranges are ascending.
+pub fn key_ranges<E>(
+    lo: i64,
+    hi: i64,
+    count: u64,
+    batch_rows: u64,
+    quantiles: impl FnOnce(u64) -> std::result::Result<Vec<i64>, E>,
+) -> std::result::Result<Vec<(i64, i64)>, E> {
+    let n = count.div_ceil(batch_rows.max(1)).max(1);
+    let span = hi as i128 - lo as i128 + 1;
+    let mut bounds: Vec<i64> = if n <= 1 {
+        Vec::new()
+    } else if span != count as i128 {
+        quantiles(n)?
+    } else {
+        let width = (span + n as i128 - 1) / n as i128;
+        (1..n as i128).map(|i| (lo as i128 + i * width - 1).min(hi as i128) as i64).collect()
+    };
+    bounds.push(hi);
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut out = Vec::new();
+    let mut a = lo;
+    for b in bounds {
+        if b >= a && b <= hi {
+            out.push((a, b));
+            if b == i64::MAX {
+                break;
+            }
+            a = b + 1;
+        }
+    }
+    Ok(out)
+}
+
+/// A glob made absolute against `cwd`, its fixed folder part normalised (`a/x/../b/*.csv` ->
+/// `/cwd/a/b/*.csv`), so cron and other directories see the same files. `.` or `..` after a
+/// wildcard is refused: DuckDB keeps them in the paths it returns, and outputs named after such
+/// paths could land outside the target folder.
+pub fn absolute_glob(glob: &str, cwd: &Path) -> Result<String> {
+    let joined =
+        if Path::new(glob).is_absolute() { glob.to_string() } else { cwd.join(glob).to_string_lossy().into_owned() };
+    let base = glob_base(&joined);
+    let pattern = &joined[base.len()..];
+    if pattern.split('/').any(|c| c == "." || c == "..") {
+        return Err(setting("source", glob, "'.' or '..' after a wildcard; write the folder without them"));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in base.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(format!("/{}{}{pattern}", parts.join("/"), if parts.is_empty() { "" } else { "/" }))
+}
+
 /// The fixed directory part of a glob (before the first component with a wildcard).
 pub fn glob_base(glob: &str) -> &str {
     let cut = glob.find(['*', '?', '[']).unwrap_or(glob.len());
@@ -316,6 +379,29 @@ mod tests {
         let plan = plan_files(vec![stat("/l/a.parquet", 10, 2)], &scored);
         assert_eq!(plan.rewritten.len(), 1);
         assert_eq!(plan.vanished, vec!["/l/b.parquet".to_string()]);
+    }
+
+    #[test]
+    fn key_ranges_cover_every_key_once() {
+        let none = |_| -> std::result::Result<Vec<i64>, ()> { panic!("dense keys need no quantiles") };
+        assert_eq!(key_ranges(1, 10, 10, 4, none).unwrap(), vec![(1, 4), (5, 8), (9, 10)]);
+        assert_eq!(key_ranges(5, 5, 1, 1000, none).unwrap(), vec![(5, 5)]);
+        // Sparse: split at the quantiles the caller computes.
+        let q = |n| -> std::result::Result<Vec<i64>, ()> {
+            assert_eq!(n, 3);
+            Ok(vec![100, 100, 2000])
+        };
+        assert_eq!(key_ranges(1, 1_000_000, 9, 3, q).unwrap(), vec![(1, 100), (101, 2000), (2001, 1_000_000)]);
+        let ext = |_| -> std::result::Result<Vec<i64>, ()> { Ok(vec![0]) };
+        assert_eq!(key_ranges(i64::MIN, i64::MAX, 4, 2, ext).unwrap(), vec![(i64::MIN, 0), (1, i64::MAX)]);
+    }
+
+    #[test]
+    fn globs_made_absolute() {
+        let cwd = Path::new("/w");
+        assert_eq!(absolute_glob("lake/x/../r/*.csv", cwd).unwrap(), "/w/lake/r/*.csv");
+        assert_eq!(absolute_glob("/l/./r/**/*.parquet", cwd).unwrap(), "/l/r/**/*.parquet");
+        assert!(absolute_glob("lake/*/../*.parquet", cwd).unwrap_err().to_string().contains("after a wildcard"));
     }
 
     #[test]

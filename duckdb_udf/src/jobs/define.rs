@@ -2,7 +2,7 @@
 //! a run fails only for reasons that arise later (a file with other columns, a model removed).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use duckdb::{params, Connection, OptionalExt};
 use sqlscore_core::lake::{escape_glob, quote_ident, quote_literal};
@@ -99,35 +99,6 @@ pub(crate) fn relation(source: &Source, files: &[String]) -> String {
 /// The column a file reader adds with each row's file.
 pub(crate) const FILE_COLUMN: &str = "__sqlscore_file";
 
-/// A glob relative to the working directory, made absolute (and its fixed folder part normalised)
-/// so cron and other directories see the same files. `.` or `..` after a wildcard is refused:
-/// DuckDB keeps them in the paths it returns, and outputs named after such paths could land
-/// outside the target folder.
-fn absolute_glob(glob: &str) -> Result<String, String> {
-    let joined = if Path::new(glob).is_absolute() {
-        glob.to_string()
-    } else {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        cwd.join(glob).to_string_lossy().into_owned()
-    };
-    let base = sqlscore_core::lake::glob_base(&joined);
-    let pattern = &joined[base.len()..];
-    if pattern.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("the source glob {glob} has '.' or '..' after a wildcard; write the folder without them"));
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for c in base.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    Ok(format!("/{}{}{pattern}", parts.join("/"), if parts.is_empty() { "" } else { "/" }))
-}
-
 /// Files a glob matches now, through DuckDB's own globbing (the reader's rules, `**` included).
 pub(crate) fn glob_files(conn: &Connection, job: &str, glob: &str) -> Result<Vec<String>, JobError> {
     let mut stmt = conn.prepare("SELECT file FROM glob(?) ORDER BY file").map_err(db(job, JobErrorKind::Failed))?;
@@ -196,7 +167,8 @@ pub fn create_job(conn: &Connection, spec: &JobSpec) -> Result<(), JobError> {
     }
     let files = match &source {
         Source::Files { glob, .. } => {
-            spec.source = absolute_glob(glob).map_err(def)?;
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            spec.source = sqlscore_core::lake::absolute_glob(glob, &cwd).map_err(core_err)?;
             let files = glob_files(conn, name, &spec.source)?;
             if files.is_empty() {
                 return Err(def(format!(

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{params, Connection};
-use sqlscore_core::lake::{batch_files, plan_files, quote_ident, FilePlan, FileStat};
+use sqlscore_core::lake::{batch_files, key_ranges, plan_files, quote_ident, FilePlan, FileStat};
 use sqlscore_core::{RowOutcome, Source, Target};
 
 use super::define::{glob_files, job, relation, JobInfo};
@@ -400,45 +400,26 @@ impl Run<'_, '_> {
                 self.plan.rows = Some(count as u64);
                 let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(Vec::new()) };
                 self.plan.keys = Some((lo, hi));
-                let n = (count as u64).div_ceil(batch_rows).max(1);
-                // Dense keys (a sequence) split by arithmetic; sparse or skewed keys (snowflake
-                // ids, timestamps) at their quantiles, so every batch holds about batch_rows rows.
-                let mut bounds: Vec<i64> = Vec::new();
-                if n > 1 && (hi as i128 - lo as i128 + 1) != count as i128 {
+                let conn = self.conn;
+                let work: Vec<Work> = key_ranges(lo, hi, count as u64, batch_rows, |n| {
                     let qs: Vec<String> = (1..n).map(|i| format!("{}", i as f64 / n as f64)).collect();
-                    let list: Option<String> = self
-                        .conn
-                        .query_row(
-                            &format!(
-                                "SELECT CAST(quantile_disc({key}, [{}]) AS VARCHAR) FROM {rel} WHERE {key} IS NOT NULL{above}",
-                                qs.join(", ")
-                            ),
-                            [],
-                            |r| r.get(0),
-                        )
-                        .map_err(self.db_err())?;
-                    bounds = list
-                        .unwrap_or_default()
-                        .trim_matches(|c| c == '[' || c == ']')
-                        .split(',')
-                        .filter_map(|x| x.trim().parse().ok())
-                        .collect();
-                } else if n > 1 {
-                    let span = hi as i128 - lo as i128 + 1;
-                    let width = (span + n as i128 - 1) / n as i128;
-                    bounds = (1..n as i128).map(|i| (lo as i128 + i * width - 1).min(hi as i128) as i64).collect();
-                }
-                bounds.push(hi);
-                bounds.sort_unstable();
-                bounds.dedup();
-                let mut work = Vec::new();
-                let mut a = lo;
-                for b in bounds {
-                    if b >= a {
-                        work.push(Work::Keys(a, b));
-                        a = b.saturating_add(1);
-                    }
-                }
+                    let sql = format!(
+                        "SELECT CAST(quantile_disc({key}, [{}]) AS VARCHAR) FROM {rel} WHERE {key} IS NOT NULL{above}",
+                        qs.join(", ")
+                    );
+                    let list: Option<String> = conn.query_row(&sql, [], |r| r.get(0))?;
+                    Ok::<_, duckdb::Error>(
+                        list.unwrap_or_default()
+                            .trim_matches(|c| c == '[' || c == ']')
+                            .split(',')
+                            .filter_map(|x| x.trim().parse().ok())
+                            .collect(),
+                    )
+                })
+                .map_err(self.db_err())?
+                .into_iter()
+                .map(|(a, b)| Work::Keys(a, b))
+                .collect();
                 self.plan.batches = work.len();
                 Ok(work)
             }
