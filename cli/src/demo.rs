@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::Args;
 use duckdb::Connection;
-use sqlscore_duckdb::jobs::{self, Event, JobSpec, RunConfig};
+use sqlscore_duckdb::jobs::{self, JobSpec};
 
 use crate::BoxError;
 
@@ -161,19 +161,7 @@ pub fn run(args: DemoArgs) -> Result<(), BoxError> {
 
 fn run_job(conn: &Connection, args: &DemoArgs) -> Result<(), BoxError> {
     let mut report = crate::jobs::Reporter::new(JOB, args.quiet);
-    let mut on_event = |e: &Event| report.event(e);
-    // Ctrl-C or `sqlscore job cancel` stop the demo's run after its batch, as for `job run`.
-    crate::jobs::catch_signals();
-    let mut cfg = RunConfig {
-        on_event: Some(&mut on_event),
-        db_path: Some(args.db.clone()),
-        interrupt: Some(crate::jobs::cancelled),
-        ..RunConfig::default()
-    };
-    if let Some(t) = args.threads {
-        cfg.threads = t as usize;
-    }
-    let s = jobs::run_job(conn, JOB, cfg)?;
+    let s = crate::jobs::run_reported(conn, JOB, &args.db, args.threads.map(|t| t as usize), &mut report)?;
     report.finish(&s);
     match s.error {
         None => Ok(()),

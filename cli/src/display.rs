@@ -102,26 +102,21 @@ pub fn value(v: &Value, ty: Option<&DataType>) -> String {
                 }
                 _ => None,
             };
-            format!("[{}]", items.iter().map(|x| nested(x, child.as_ref())).collect::<Vec<_>>().join(", "))
+            format!("[{}]", items.iter().map(|x| value(x, child.as_ref())).collect::<Vec<_>>().join(", "))
         }
         Value::Enum(s) => s.clone(),
         Value::Struct(fields) => format!(
             "{{{}}}",
-            fields.iter().map(|(k, x)| format!("'{k}': {}", nested(x, None))).collect::<Vec<_>>().join(", ")
+            fields.iter().map(|(k, x)| format!("'{k}': {}", value(x, None))).collect::<Vec<_>>().join(", ")
         ),
         Value::Map(m) => format!(
             "{{{}}}",
-            m.iter().map(|(k, x)| format!("{}={}", nested(k, None), nested(x, None))).collect::<Vec<_>>().join(", ")
+            m.iter().map(|(k, x)| format!("{}={}", value(k, None), value(x, None))).collect::<Vec<_>>().join(", ")
         ),
         Value::Union(inner) => value(inner, None),
         #[allow(unreachable_patterns)]
         other => format!("{other:?}"),
     }
-}
-
-/// Inside a list or struct DuckDB quotes nothing but shows NULL as NULL.
-fn nested(v: &Value, ty: Option<&DataType>) -> String {
-    value(v, ty)
 }
 
 fn numeric(v: &Value) -> bool {

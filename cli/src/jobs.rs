@@ -496,7 +496,7 @@ fn cancel(path: &Path, name: &str) -> Result<Outcome, BoxError> {
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
 
-pub(crate) fn cancelled() -> bool {
+fn cancelled() -> bool {
     CANCEL.load(Ordering::Relaxed)
 }
 
@@ -506,7 +506,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// SIGINT and SIGTERM stop a run after its current batch instead of killing the process, so the
 /// run is recorded as cancelled (a kill -9 is recovered by the next run instead).
-pub(crate) fn catch_signals() {
+fn catch_signals() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
@@ -523,16 +523,8 @@ fn run_duckdb(path: &Path, a: RunArgs) -> Result<Outcome, BoxError> {
         .into());
     }
     let conn = open(path)?;
-    catch_signals();
     let mut report = Reporter::new(&a.name, a.quiet);
-    let mut on_event = |e: &Event| report.event(e);
-    let cfg = RunConfig {
-        threads: a.threads.unwrap_or_else(|| RunConfig::default().threads),
-        interrupt: Some(cancelled),
-        on_event: Some(&mut on_event),
-        db_path: Some(path.to_path_buf()),
-    };
-    let result = jobs::run_job(&conn, &a.name, cfg);
+    let result = run_reported(&conn, &a.name, path, a.threads, &mut report);
     // The database is closed before the summary, so a dashboard can open it at once.
     drop(conn);
     let summary = result?;
@@ -545,6 +537,26 @@ fn run_duckdb(path: &Path, a: RunArgs) -> Result<Outcome, BoxError> {
         "cancelled" => Outcome::Cancelled,
         _ => Outcome::Failed,
     })
+}
+
+/// Runs a DuckDB job with this command's progress output and signal handling (SIGINT/SIGTERM
+/// and `job cancel` stop it after its batch). The caller prints the summary (`report.finish`).
+pub(crate) fn run_reported(
+    conn: &duckdb::Connection,
+    name: &str,
+    db_path: &Path,
+    threads: Option<usize>,
+    report: &mut Reporter,
+) -> Result<RunSummary, jobs::JobError> {
+    catch_signals();
+    let mut on_event = |e: &Event| report.event(e);
+    let cfg = RunConfig {
+        threads: threads.unwrap_or_else(|| RunConfig::default().threads),
+        interrupt: Some(cancelled),
+        on_event: Some(&mut on_event),
+        db_path: Some(db_path.to_path_buf()),
+    };
+    jobs::run_job(conn, name, cfg)
 }
 
 fn summary_json(s: &RunSummary) -> serde_json::Value {

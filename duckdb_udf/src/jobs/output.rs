@@ -196,7 +196,7 @@ pub fn write(
                 }
             }
             Target::ParquetDir(dir) => {
-                stage(run)?;
+                stage(run, unit)?;
                 if let Some(out) = &out {
                     let mut app = conn
                         .appender_to_catalog_and_db("__sqlscore_stage", "temp", "main")
@@ -323,17 +323,16 @@ pub fn write(
 }
 
 /// The session's staging table for a Parquet target, with the target's column types.
-fn stage(run: &RunCtx<'_, '_>) -> Result<(), JobError> {
+fn stage(run: &RunCtx<'_, '_>, unit: &Unit) -> Result<(), JobError> {
     if run.stage_ready().get() {
         return Ok(());
     }
     let info = run.info();
     let files = matches!(info.source, Source::Files { .. });
-    let sample: Vec<String> = match &info.source {
-        Source::Files { glob, .. } => {
-            super::define::glob_files(run.conn(), &info.spec.name, glob)?.into_iter().take(1).collect()
-        }
-        Source::Table(_) => Vec::new(),
+    // The column types come from the source, through the batch's own first file.
+    let sample: Vec<String> = match unit {
+        Unit::Files(fs) => fs.iter().take(1).map(|f| f.path.clone()).collect(),
+        Unit::Keys { .. } => Vec::new(),
     };
     let sql = format!(
         "CREATE OR REPLACE TEMP TABLE __sqlscore_stage AS SELECT {} FROM {} LIMIT 0",

@@ -98,6 +98,11 @@ pub struct RunInfo {
     pub error: Option<String>,
 }
 
+/// What a run left `running` by a process that is gone records (SQL over the run's row).
+const INTERRUPTED: &str =
+    "'interrupted: process ' || coalesce(pid::VARCHAR, '?') || ' ended without finishing the run \
+     (killed or crashed); its committed batches stay, the rest is scored by the next run'";
+
 /// Jobs running in this process, by (database file, job): two connections of one host must not
 /// run one job at once (another process cannot: it cannot open the file while this one writes).
 static RUNNING: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
@@ -151,9 +156,10 @@ pub fn run_job(conn: &Connection, name: &str, mut cfg: RunConfig<'_>) -> Result<
     let pid = std::process::id() as i32;
     // Runs left `running` were interrupted: this process holds the file, so nobody else runs them.
     conn.execute(
-        "UPDATE sqlscore_job_runs SET status = 'failed', finished_at = current_timestamp, \
-         error = 'interrupted: process ' || coalesce(pid::VARCHAR, '?') || ' ended without finishing the run (killed or crashed); its committed batches stay, the rest is scored by the next run' \
-         WHERE job = ? AND status = 'running'",
+        &format!(
+            "UPDATE sqlscore_job_runs SET status = 'failed', finished_at = current_timestamp, error = {INTERRUPTED} \
+             WHERE job = ? AND status = 'running'"
+        ),
         [name],
     )
     .map_err(db(name, JobErrorKind::Failed))?;
@@ -550,18 +556,16 @@ pub fn runs(conn: &Connection, job_name: Option<&str>, limit: usize) -> Result<V
         return Ok(Vec::new());
     }
     let mut stmt = conn
-        .prepare(
+        .prepare(&format!(
             // A run left `running` by another process is over: this process holds the file, so
             // that one is gone (killed or crashed). Shown so at once; its job's next run records it.
             "SELECT run_id, job, \
                     CASE WHEN status = 'running' AND pid IS DISTINCT FROM ? THEN 'failed' ELSE status END, \
                     strftime(started_at, '%Y-%m-%d %H:%M:%S'), strftime(finished_at, '%Y-%m-%d %H:%M:%S'), \
                     rows_scored, rows_rejected, files_scored, epoch(finished_at) - epoch(started_at), \
-                    CASE WHEN status = 'running' AND pid IS DISTINCT FROM ? \
-                         THEN 'interrupted: process ' || coalesce(pid::VARCHAR, '?') || ' ended without finishing the run' \
-                         ELSE error END \
-             FROM sqlscore_job_runs WHERE ?::VARCHAR IS NULL OR job = ? ORDER BY run_id DESC LIMIT ?",
-        )
+                    CASE WHEN status = 'running' AND pid IS DISTINCT FROM ? THEN {INTERRUPTED} ELSE error END \
+             FROM sqlscore_job_runs WHERE ?::VARCHAR IS NULL OR job = ? ORDER BY run_id DESC LIMIT ?"
+        ))
         .map_err(db(who, JobErrorKind::Failed))?;
     let rows = stmt
         .query_map(params![me, me, job_name, job_name, limit as i64], |r| {
