@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::model::ModelInfo;
+use crate::native::{Plan, Unsupported};
 
 /// What to do with a row whose features contain a NULL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,46 @@ impl std::str::FromStr for NullPolicy {
     }
 }
 
+/// Which evaluator runs a model: the `sqlscore.engine` (PostgreSQL) / `sqlscore_engine` (DuckDB)
+/// setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Evaluator {
+    /// Native where every node is supported, ONNX Runtime otherwise (the default).
+    #[default]
+    Auto,
+    /// Native only: a model that cannot run natively is an error naming the first unsupported node.
+    Native,
+    /// ONNX Runtime only.
+    OnnxRuntime,
+}
+
+impl Evaluator {
+    pub fn name(self) -> &'static str {
+        match self {
+            Evaluator::Auto => "auto",
+            Evaluator::Native => "native",
+            Evaluator::OnnxRuntime => "onnxruntime",
+        }
+    }
+}
+
+impl std::str::FromStr for Evaluator {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Evaluator::Auto),
+            "native" => Ok(Evaluator::Native),
+            "onnxruntime" | "ort" => Ok(Evaluator::OnnxRuntime),
+            other => Err(Error::InvalidSetting {
+                name: "engine".into(),
+                value: other.into(),
+                reason: "expected 'auto', 'native' or 'onnxruntime'".into(),
+            }),
+        }
+    }
+}
+
 /// Intra-op threads a caller may ask for: the machine's cores. More only oversubscribes them.
 pub fn max_intra_threads() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -55,6 +96,8 @@ pub struct EngineConfig {
     /// Rows per ONNX Runtime run; larger inputs are split.
     pub batch_rows: usize,
     pub null_policy: NullPolicy,
+    /// Which evaluator runs models (native where supported by default).
+    pub evaluator: Evaluator,
     pub max_model_bytes: usize,
     /// Distinct models kept loaded; the least recently used is dropped beyond this.
     pub cache_capacity: usize,
@@ -72,6 +115,7 @@ impl Default for EngineConfig {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(NullPolicy::Null),
+            evaluator: std::env::var("SQLSCORE_ENGINE").ok().and_then(|v| v.parse().ok()).unwrap_or_default(),
             max_model_bytes: env_usize("SQLSCORE_MAX_MODEL_BYTES").unwrap_or(1 << 30),
             cache_capacity: 4096,
             cache_bytes: env_usize("SQLSCORE_CACHE_BYTES").unwrap_or(2 << 30),
@@ -92,7 +136,11 @@ pub struct Model {
     pub sha256: String,
     pub info: ModelInfo,
     pub size: usize,
+    /// What ONNX Runtime sessions are built from: the registered bytes, or the same graph with
+    /// its ZipMap taken out ([`crate::native::zipmap`]).
     bytes: Arc<[u8]>,
+    /// The compiled native plan, or why the graph cannot run natively.
+    native: std::result::Result<Arc<Plan>, Unsupported>,
     /// Idle sessions with the intra-op thread count they were built with: callers (DuckDB
     /// sessions, Postgres backends) may ask for different counts at the same time.
     pool: Mutex<Vec<(usize, ort::session::Session)>>,
@@ -117,15 +165,37 @@ impl Model {
     fn load(label: &str, bytes: Arc<[u8]>, sha256: String, config: &EngineConfig) -> Result<Self> {
         check_size(label, bytes.len(), config.max_model_bytes)?;
         crate::graph_check::check_model_bytes(label, &bytes)?;
+        let size = bytes.len();
+        let (bytes, native) = prepare(&bytes);
         let threads = config.intra_threads.clamp(1, max_intra_threads());
         let session = build_session(label, &bytes, threads)?;
         let info = ModelInfo::from_session(label, &session)?;
         if info.inputs.is_empty() {
             return Err(Error::InvalidModel { model: label.into(), reason: "the graph has no inputs".into() });
         }
-        let model = Model { sha256, info, size: bytes.len(), bytes, pool: Mutex::new(vec![(threads, session)]) };
+        let mut model = Model { sha256, info, size, bytes, native, pool: Mutex::new(vec![(threads, session)]) };
         model.probe(label, threads)?;
+        model.probe_native(label);
         Ok(model)
+    }
+
+    /// The native plan, or why there is none.
+    pub fn native(&self) -> std::result::Result<&Plan, &Unsupported> {
+        self.native.as_deref()
+    }
+
+    /// Which evaluator `evaluator` picks for this model: `"native"` or `"onnxruntime"`, and
+    /// when it is ONNX Runtime under `auto`, why (the first unsupported node).
+    pub fn engine(&self, evaluator: Evaluator) -> (&'static str, Option<String>) {
+        match (evaluator, &self.native) {
+            (Evaluator::OnnxRuntime, _) => ("onnxruntime", Some("engine = onnxruntime".into())),
+            (_, Ok(_)) => ("native", None),
+            (_, Err(why)) => ("onnxruntime", Some(format!("not supported natively: {why}"))),
+        }
+    }
+
+    pub(crate) fn set_native_unsupported(&mut self, why: Unsupported) {
+        self.native = Err(why);
     }
 
     /// Estimated memory: the kept bytes plus about their size again per session.
@@ -153,6 +223,25 @@ impl Model {
         self.pool.lock().push((intra_threads, session));
         out
     }
+}
+
+/// Decodes the graph once: strips a ZipMap (so probabilities are a tensor for both evaluators)
+/// and compiles the native plan. A graph prost cannot read is left to ONNX Runtime to judge.
+fn prepare(bytes: &Arc<[u8]>) -> (Arc<[u8]>, std::result::Result<Arc<Plan>, Unsupported>) {
+    let proto = match crate::native::proto::decode_model(bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                bytes.clone(),
+                Err(Unsupported { op: "model".into(), reason: format!("its protobuf could not be read: {e}") }),
+            )
+        }
+    };
+    let (proto, bytes) = match crate::native::zipmap::strip(&proto) {
+        Some((p, b)) => (p, Arc::from(b)),
+        None => (proto, bytes.clone()),
+    };
+    (bytes, Plan::compile(&proto).map(Arc::new))
 }
 
 fn build_session(label: &str, bytes: &[u8], intra_threads: usize) -> Result<ort::session::Session> {

@@ -47,6 +47,8 @@ pub struct Dialect {
     pub intra_threads_setting: &'static str,
     /// The setting for NULL features.
     pub null_policy_setting: &'static str,
+    /// The setting that picks the evaluator (native, ONNX Runtime, or auto).
+    pub engine_setting: &'static str,
 }
 
 impl Dialect {
@@ -65,6 +67,7 @@ impl Dialect {
         max_model_size_setting: "SQLSCORE_MAX_MODEL_BYTES",
         intra_threads_setting: "SQLSCORE_INTRA_THREADS",
         null_policy_setting: "SQLSCORE_NULL_POLICY",
+        engine_setting: "SQLSCORE_ENGINE",
     };
 }
 
@@ -120,8 +123,9 @@ pub enum Error {
     #[error("model '{model}': output '{output}' {reason}")]
     OutputShape { model: String, output: String, reason: String },
 
-    #[error("model '{model}' failed in ONNX Runtime: {message}")]
-    Execution { model: String, message: String },
+    /// `evaluator`: "ONNX Runtime" or "the native evaluator".
+    #[error("model '{model}' failed in {evaluator}: {message}")]
+    Execution { model: String, evaluator: &'static str, message: String },
 
     #[error("cannot read model file '{path}': {reason}")]
     ModelFile { path: String, reason: String },
@@ -233,7 +237,7 @@ impl Error {
 
 /// Lets `?` work on ONNX Runtime calls inside a closure that knows the model name.
 pub(crate) fn exec_err(model: &str) -> impl Fn(ort::Error) -> Error + '_ {
-    move |e| Error::Execution { model: model.to_string(), message: e.to_string() }
+    move |e| Error::Execution { model: model.to_string(), evaluator: "ONNX Runtime", message: e.to_string() }
 }
 
 /// Display for an element type as users see it in messages and JSON.

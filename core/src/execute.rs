@@ -10,9 +10,10 @@ use ort::value::{DynValue, Tensor};
 use crate::batch::{Batch, Column, ColumnData};
 use crate::binding::{bind, Binding};
 use crate::cancel::{InterruptCheck, Watch};
-use crate::engine::{max_intra_threads, Model, NullPolicy};
+use crate::engine::{max_intra_threads, Evaluator, Model, NullPolicy};
 use crate::error::{exec_err, Dialect, Error, Result};
 use crate::model::{ElemType, ModelInfo};
+use crate::native::{Data, Plan, Tensor as NativeTensor};
 
 /// Runs of at least this many rows are watched for cancellation while ONNX Runtime works; shorter
 /// ones finish before a watcher would notice.
@@ -131,6 +132,8 @@ pub struct RunOptions {
     pub interrupt: Option<InterruptCheck>,
     /// Type names and settings in the user's engine, for messages.
     pub dialect: &'static Dialect,
+    /// Native evaluator, ONNX Runtime, or native where supported.
+    pub evaluator: Evaluator,
 }
 
 impl RunOptions {
@@ -142,6 +145,7 @@ impl RunOptions {
         intra_threads: 1,
         interrupt: None,
         dialect: &Dialect::NEUTRAL,
+        evaluator: Evaluator::Auto,
     };
 
     pub fn from_config(c: &crate::EngineConfig, dialect: &'static Dialect) -> Self {
@@ -151,6 +155,7 @@ impl RunOptions {
             intra_threads: c.intra_threads,
             interrupt: None,
             dialect,
+            evaluator: c.evaluator,
         }
     }
 }
@@ -164,6 +169,7 @@ struct Call<'a, 'b> {
     intra_threads: usize,
     interrupt: Option<InterruptCheck>,
     deadline: Option<Instant>,
+    evaluator: Evaluator,
 }
 
 /// Sizes runs from the time per row measured so far.
@@ -222,6 +228,21 @@ impl Model {
     ) -> Result<Predictions> {
         self.check_want(label, want)?;
         let binding = bind(label, &self.info, batch, opts.dialect)?;
+        self.predict_bound(label, batch, rows, want, opts, &binding)
+    }
+
+    /// [`Model::predict`] for a caller that already checked `want` and bound this batch's
+    /// column layout ([`crate::binding::bind`]): a per-row front end binds once per call site
+    /// and reuses the binding for every row of the same layout.
+    pub fn predict_bound(
+        &self,
+        label: &str,
+        batch: &Batch<'_>,
+        rows: &[usize],
+        want: Want,
+        opts: RunOptions,
+        binding: &Binding,
+    ) -> Result<Predictions> {
         // Rows with a NULL in any feature they use are not sent to ONNX Runtime.
         let mut valid: Vec<bool> = vec![true; rows.len()];
         let mut any_null = false;
@@ -249,12 +270,22 @@ impl Model {
         let call = Call {
             label,
             batch,
-            binding: &binding,
+            binding,
             want,
             intra_threads: opts.intra_threads.clamp(1, max_intra_threads()),
             interrupt: opts.interrupt,
             deadline: None,
+            evaluator: opts.evaluator,
         };
+        if opts.evaluator == Evaluator::Native {
+            if let Err(why) = self.native() {
+                return Err(Error::Unsupported {
+                    model: label.into(),
+                    wanted: format!("the native evaluator ({} = native)", opts.dialect.engine_setting),
+                    reason: format!("{why} is not supported natively"),
+                });
+            }
+        }
         let per_row = self.info.feature_count().max(1);
         let mut pacer = Pacer::new(opts.batch_rows.min((MAX_RUN_VALUES / per_row).max(1)));
         let mut start = 0;
@@ -280,6 +311,35 @@ impl Model {
     /// that refuses unknown categories) is not refused here; its outputs are still checked on
     /// every run.
     pub(crate) fn probe(&self, label: &str, intra_threads: usize) -> Result<()> {
+        match self.probe_with(label, intra_threads, Evaluator::OnnxRuntime) {
+            Ok(_) | Err(Error::Execution { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs the native plan on the probe's input and compares it with ONNX Runtime's answer: a
+    /// plan that fails or disagrees (beyond the 1e-5 contract) is dropped, with the reason, and
+    /// the model runs on ONNX Runtime. A safety net under the tests, not a substitute for them.
+    pub(crate) fn probe_native(&mut self, label: &str) {
+        if self.native().is_err() {
+            return;
+        }
+        let ort = self.probe_with(label, 1, Evaluator::OnnxRuntime);
+        let native = self.probe_with(label, 1, Evaluator::Native);
+        let problem = match (ort, native) {
+            (Ok(a), Ok(b)) => match json_close(&a, &b) {
+                true => None,
+                false => Some(format!("its answer on a test input differs from ONNX Runtime's ({b:?} vs {a:?})")),
+            },
+            (Ok(_), Err(e)) => Some(format!("it failed on a test input: {e}")),
+            (Err(_), _) => None,
+        };
+        if let Some(reason) = problem {
+            self.set_native_unsupported(crate::native::Unsupported { op: "the native plan".into(), reason });
+        }
+    }
+
+    fn probe_with(&self, label: &str, intra_threads: usize, evaluator: Evaluator) -> Result<Vec<Option<String>>> {
         const ZEROS: [f64; 2] = [0.0; 2];
         const INT_ZEROS: [i64; 2] = [0; 2];
         let mut columns = Vec::new();
@@ -304,6 +364,7 @@ impl Model {
             intra_threads,
             interrupt: None,
             deadline: Some(Instant::now() + PROBE_DEADLINE),
+            evaluator,
         };
         let mut out = Predictions::with_capacity(Want::All, 2);
         match self.run_chunk(&call, &[0, 1], &mut out) {
@@ -311,12 +372,17 @@ impl Model {
                 model: label.into(),
                 reason: format!("it did not answer a 2-row test input within {} s", PROBE_DEADLINE.as_secs()),
             }),
-            Err(Error::Execution { .. }) | Ok(()) => Ok(()),
+            Ok(()) => Ok(out.into_json()),
             Err(e) => Err(e),
         }
     }
 
     fn run_chunk(&self, call: &Call<'_, '_>, rows: &[usize], out: &mut Predictions) -> Result<()> {
+        if call.evaluator != Evaluator::OnnxRuntime {
+            if let Ok(plan) = self.native() {
+                return self.run_native(plan, call, rows, out);
+            }
+        }
         let (label, batch, binding, want) = (call.label, call.batch, call.binding, call.want);
         let n = rows.len();
         let mut inputs: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(self.info.inputs.len());
@@ -415,6 +481,194 @@ impl Model {
     }
 }
 
+/// How errors name the native evaluator.
+const NATIVE: &str = "the native evaluator";
+
+/// Rows per native run below which splitting across threads costs more than it saves.
+const PARALLEL_MIN_ROWS: usize = 4096;
+
+impl Model {
+    /// The native path of [`Model::run_chunk`]: the same input buffers, the plan instead of a
+    /// session, the same output checks. Large runs are split by rows (never by trees) across
+    /// `intra_threads` threads; each part is independent, so results do not depend on the split.
+    fn run_native(&self, plan: &Plan, call: &Call<'_, '_>, rows: &[usize], out: &mut Predictions) -> Result<()> {
+        let label = call.label;
+        let n = rows.len();
+        let threads = call.intra_threads.min(n / PARALLEL_MIN_ROWS.max(1)).max(1);
+        let outputs = if threads > 1 {
+            let part = n.div_ceil(threads);
+            let pool = native_pool(threads)?;
+            let parts: Vec<Result<Vec<NativeTensor>>> = pool.install(|| {
+                use rayon::prelude::*;
+                rows.par_chunks(part).map(|r| self.native_run_rows(plan, call, r)).collect()
+            });
+            let parts: Vec<Vec<NativeTensor>> = parts.into_iter().collect::<Result<_>>()?;
+            concat_rows(parts).map_err(|message| Error::Execution {
+                model: label.into(),
+                evaluator: NATIVE,
+                message,
+            })?
+        } else {
+            self.native_run_rows(plan, call, rows)?
+        };
+        let info = &self.info;
+        let get = |idx: usize| -> Result<OutTensor> {
+            let o = &info.outputs[idx];
+            let pos = plan.outputs.iter().position(|(name, _)| *name == o.name).ok_or_else(|| Error::OutputShape {
+                model: label.into(),
+                output: o.name.clone(),
+                reason: "was not returned by the native evaluator".into(),
+            })?;
+            OutTensor::from_native(label, &o.name, &outputs[pos], n)
+        };
+        collect(label, info, call.want, n, &get, out)
+    }
+
+    fn native_run_rows(&self, plan: &Plan, call: &Call<'_, '_>, rows: &[usize]) -> Result<Vec<NativeTensor>> {
+        let (batch, binding) = (call.batch, call.binding);
+        let n = rows.len();
+        let mut by_name: Vec<(&str, NativeTensor)> = Vec::with_capacity(self.info.inputs.len());
+        for (input, slots) in self.info.inputs.iter().zip(&binding.slots) {
+            let shape: Vec<usize> =
+                tensor_shape(&input.shape, n, input.width).into_iter().map(|d| d as usize).collect();
+            let w = input.width;
+            let data = match input.elem {
+                ElemType::Float => {
+                    let mut buf = vec![0f32; n * w];
+                    for (j, &(c, k)) in slots.iter().enumerate() {
+                        fill(&batch.columns[c].data, k, rows, &mut buf, w, j, |x| x as f32);
+                    }
+                    Data::F32(buf)
+                }
+                ElemType::Double => {
+                    let mut buf = vec![0f64; n * w];
+                    for (j, &(c, k)) in slots.iter().enumerate() {
+                        fill(&batch.columns[c].data, k, rows, &mut buf, w, j, |x| x);
+                    }
+                    Data::F64(buf)
+                }
+                ElemType::Int64 | ElemType::Int32 | ElemType::Bool => {
+                    let mut buf = vec![0i64; n * w];
+                    for (j, &(c, _)) in slots.iter().enumerate() {
+                        let data = &batch.columns[c].data;
+                        for (i, &r) in rows.iter().enumerate() {
+                            buf[i * w + j] = data.i64_at(r);
+                        }
+                    }
+                    match input.elem {
+                        ElemType::Bool => Data::Bool(buf.into_iter().map(|x| x != 0).collect()),
+                        ElemType::Int32 => {
+                            if let Some(x) = buf.iter().find(|x| i32::try_from(**x).is_err()) {
+                                return Err(Error::TypeMismatch {
+                                    model: call.label.into(),
+                                    input: input.name.clone(),
+                                    column: "a value".into(),
+                                    expected: "an int32".into(),
+                                    got: format!("{x}, out of range"),
+                                });
+                            }
+                            Data::I64(buf)
+                        }
+                        _ => Data::I64(buf),
+                    }
+                }
+                ElemType::String => {
+                    let mut buf: Vec<String> = vec![String::new(); n * w];
+                    for (j, &(c, _)) in slots.iter().enumerate() {
+                        if let ColumnData::Str(values) = &batch.columns[c].data {
+                            for (i, &r) in rows.iter().enumerate() {
+                                buf[i * w + j] = values[r].to_string();
+                            }
+                        }
+                    }
+                    Data::Str(buf)
+                }
+            };
+            by_name.push((input.name.as_str(), NativeTensor::new(shape, data)));
+        }
+        let mut inputs = Vec::with_capacity(by_name.len());
+        for name in plan.input_names() {
+            let pos = by_name.iter().position(|(n, _)| *n == name).ok_or_else(|| {
+                Error::Internal(format!("native plan input '{name}' is not among the model's inputs"))
+            })?;
+            inputs.push(by_name.swap_remove(pos).1);
+        }
+        plan.run(inputs).map_err(|message| Error::Execution { model: call.label.into(), evaluator: NATIVE, message })
+    }
+}
+
+/// One rayon pool per thread count, built on first use and kept: native runs split rows over it.
+/// Its threads start with every signal blocked, so a database's signal handlers stay on the
+/// database's own thread.
+fn native_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = pools.get(&threads) {
+        return Ok(p.clone());
+    }
+    let pool = crate::cancel::with_signals_blocked(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("sqlscore-native-{i}"))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start {threads} scoring threads: {e}")))
+    })?;
+    let pool = Arc::new(pool);
+    pools.insert(threads, pool.clone());
+    Ok(pool)
+}
+
+/// Joins per-thread outputs along the row axis.
+fn concat_rows(parts: Vec<Vec<NativeTensor>>) -> std::result::Result<Vec<NativeTensor>, String> {
+    let mut it = parts.into_iter();
+    let Some(mut acc) = it.next() else { return Ok(Vec::new()) };
+    for part in it {
+        for (a, b) in acc.iter_mut().zip(part) {
+            if a.shape.len() != b.shape.len() || a.shape.get(1..) != b.shape.get(1..) || a.shape.is_empty() {
+                return Err(format!("parts of shapes {:?} and {:?} cannot be joined", a.shape, b.shape));
+            }
+            a.shape[0] += b.shape[0];
+            match (&mut a.data, b.data) {
+                (Data::F32(x), Data::F32(y)) => x.extend(y),
+                (Data::F64(x), Data::F64(y)) => x.extend(y),
+                (Data::I64(x), Data::I64(y)) => x.extend(y),
+                (Data::Bool(x), Data::Bool(y)) => x.extend(y),
+                (Data::Str(x), Data::Str(y)) => x.extend(y),
+                _ => return Err("parts of different types".into()),
+            }
+        }
+    }
+    Ok(acc)
+}
+
+/// Two `score_all` answers agree: same keys and shapes, numbers within 1e-4 (NaN equal to NaN).
+fn json_close(a: &[Option<String>], b: &[Option<String>]) -> bool {
+    fn close(x: &serde_json::Value, y: &serde_json::Value) -> bool {
+        use serde_json::Value as V;
+        match (x, y) {
+            (V::Number(p), V::Number(q)) => {
+                let (p, q) = (p.as_f64().unwrap_or(f64::NAN), q.as_f64().unwrap_or(f64::NAN));
+                (p - q).abs() <= 1e-4 * (1.0 + p.abs())
+            }
+            (V::Array(p), V::Array(q)) => p.len() == q.len() && p.iter().zip(q).all(|(x, y)| close(x, y)),
+            (V::Object(p), V::Object(q)) => {
+                p.len() == q.len() && p.iter().all(|(k, v)| q.get(k).is_some_and(|w| close(v, w)))
+            }
+            _ => x == y,
+        }
+    }
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Some(x), Some(y)) => match (serde_json::from_str(x), serde_json::from_str(y)) {
+                (Ok(p), Ok(q)) => close(&p, &q),
+                _ => x == y,
+            },
+            (x, y) => x == y,
+        })
+}
+
 /// Re-inserts NULL results for rows that were skipped.
 fn spread(scored: Predictions, valid: &[bool]) -> Predictions {
     fn go<T>(v: Vec<Option<T>>, valid: &[bool]) -> Vec<Option<T>> {
@@ -494,6 +748,18 @@ fn row_width(model: &str, output: &str, shape: &[i64], len: usize, n: usize) -> 
 }
 
 impl OutTensor {
+    fn from_native(label: &str, name: &str, t: &NativeTensor, n: usize) -> Result<Self> {
+        let shape: Vec<i64> = t.shape.iter().map(|d| *d as i64).collect();
+        let width = row_width(label, name, &shape, t.len(), n)?;
+        Ok(match &t.data {
+            Data::F32(v) => OutTensor::Num { width, values: v.iter().map(|x| *x as f64).collect() },
+            Data::F64(v) => OutTensor::Num { width, values: v.clone() },
+            Data::I64(v) => OutTensor::Int { width, values: v.clone() },
+            Data::Bool(v) => OutTensor::Int { width, values: v.iter().map(|x| *x as i64).collect() },
+            Data::Str(v) => OutTensor::Text { width, values: v.clone() },
+        })
+    }
+
     fn extract(label: &str, name: &str, value: &DynValue, elem: Option<ElemType>, n: usize) -> Result<Self> {
         let err = exec_err(label);
         let width = |shape: &[i64], len: usize| row_width(label, name, shape, len, n);

@@ -12,11 +12,12 @@ pub mod graph_check;
 pub mod job;
 pub mod lake;
 pub mod model;
+pub mod native;
 pub mod runtime;
 
 pub use batch::{Batch, Column, ColumnData, DecimalValues};
 pub use cancel::InterruptCheck;
-pub use engine::{max_intra_threads, read_model_file, sha256_hex, Engine, EngineConfig, Model, NullPolicy};
+pub use engine::{max_intra_threads, read_model_file, sha256_hex, Engine, EngineConfig, Evaluator, Model, NullPolicy};
 pub use error::{Dialect, Error, ErrorKind, QueryProblem, Result};
 pub use execute::{Predictions, RunOptions, Want};
 pub use job::{OnError, Outputs, RowOutcome, ScoreStats};

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sqlscore_core::{
-    max_intra_threads, read_model_file, Batch, Column, ColumnData, Engine, EngineConfig, Error, ErrorKind, RunOptions,
-    Want,
+    max_intra_threads, read_model_file, Batch, Column, ColumnData, Engine, EngineConfig, Error, ErrorKind, Evaluator,
+    RunOptions, Want,
 };
 
 const OPTS: RunOptions = RunOptions { batch_rows: 1 << 20, ..RunOptions::DEFAULT };
@@ -92,7 +92,9 @@ fn a_long_call_stops_soon_after_cancel() {
         (0..8).map(|k| Column::new(None, ColumnData::F64(&values[k * n..(k + 1) * n]), None)).collect();
     let batch = Batch::new(cols, n);
     let rows: Vec<usize> = (0..n).collect();
-    let opts = RunOptions { interrupt: Some(cancel_requested), ..OPTS };
+    // ONNX Runtime's terminate flag, set by the watcher thread while a run is under way (the
+    // native evaluator scores these rows in well under the 300 ms below).
+    let opts = RunOptions { interrupt: Some(cancel_requested), evaluator: Evaluator::OnnxRuntime, ..OPTS };
     let started = Instant::now();
     let err = std::thread::scope(|s| {
         s.spawn(|| {
@@ -105,4 +107,27 @@ fn a_long_call_stops_soon_after_cancel() {
     // part-way. The time is printed, not asserted: tests make no timing claims.
     assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
     eprintln!("cancelled after {:?}", started.elapsed());
+}
+
+static POLLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Pending from the second poll on: the call has run once and must stop before the next run.
+fn pending_after_first_run() -> bool {
+    POLLS.fetch_add(1, Ordering::Relaxed) >= 1
+}
+
+#[test]
+fn native_calls_check_for_cancel_between_runs() {
+    let engine = Engine::default();
+    let m = engine.load_path(&model_path("isolation_forest")).unwrap();
+    let n = 100_000;
+    let values: Vec<f64> = (0..n * 8).map(|i| (i % 97) as f64 / 13.0).collect();
+    let cols: Vec<Column<'_>> =
+        (0..8).map(|k| Column::new(None, ColumnData::F64(&values[k * n..(k + 1) * n]), None)).collect();
+    let batch = Batch::new(cols, n);
+    let rows: Vec<usize> = (0..n).collect();
+    let opts = RunOptions { interrupt: Some(pending_after_first_run), evaluator: Evaluator::Native, ..OPTS };
+    let err = m.predict("if", &batch, &rows, Want::Score, opts).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    assert!(POLLS.load(Ordering::Relaxed) >= 2);
 }
