@@ -23,7 +23,7 @@ PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
-.PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-pg bench-jobs bench-lake \
+.PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-native bench-pg bench-jobs bench-lake \
         pg-deps pg-install demo-pg pg-stop clean
 
 demo: venv extension cli demo-models
@@ -112,6 +112,7 @@ test-pg: venv pg-install-test cli
 	prlimit --as=$$((4 << 30)) scripts/pg-cluster.sh start
 	trap 'scripts/pg-cluster.sh stop; $(MAKE) --no-print-directory pg-install >/dev/null' EXIT; \
 	scripts/pg-regress.sh && \
+	PGOPTIONS='-c sqlscore.engine=onnxruntime' SQLSCORE_REGRESS_OUT=target/pg_regress_ort scripts/pg-regress.sh && \
 	SQLSCORE_PG_URL=$(PG_URL) $(CARGO) test --release -p sqlscore-cli --test postgres && \
 	SQLSCORE_PG_URL=$(PG_URL) FUZZ_REQUIRE_PG=1 FUZZ_PG_LOG=$${SQLSCORE_PGROOT:-/tmp/sqlscore-pg}/server.log \
 	  $(PY) -m pytest -q -p no:cacheprovider tests/fuzz/test_fuzz.py::test_fuzz_postgres && \
@@ -130,6 +131,12 @@ demo-pg: venv pg-install cli demo-models
 
 pg-stop:
 	scripts/pg-cluster.sh stop
+
+# The native evaluator against ONNX Runtime, model by model, 1 thread, batches of 2,048 rows
+# (BENCHMARKS.md "Native evaluator"). The models are exported once by bench/native_models.py.
+bench-native: venv cli
+	[ -f target/bench/native/x_2048x20.f32 ] || $(PY) bench/native_models.py target/bench/native
+	$(CLI) bench-native
 
 bench-pg: venv pg-install cli
 	scripts/pg-cluster.sh start

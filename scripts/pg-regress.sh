@@ -7,7 +7,9 @@ ROOT=${SQLSCORE_PGROOT:-/tmp/sqlscore-pg}
 PGPORT=${SQLSCORE_PGPORT:-5499}
 REGRESS=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress
 install -d -o postgres -g postgres "$ROOT/models"
-install -o postgres -g postgres -m 0644 "$HERE"/models/*.onnx "$HERE"/models/demo/*.onnx "$ROOT/models/"
+install -o postgres -g postgres -m 0644 "$HERE"/models/*.onnx "$HERE"/models/demo/*.onnx \
+    "$HERE"/models/unsupported/*.onnx "$HERE"/models/native/catboost_clf_3class.onnx \
+    "$HERE"/models/native/skl_logreg_binary_zipmap.onnx "$ROOT/models/"
 export SQLSCORE_PGROOT="$ROOT"
 # Files a test includes with \i (pg_regress feeds each test on standard input).
 export SQLSCORE_REGRESS_SQL="$HERE/pg_extension/tests/pg_regress/sql"

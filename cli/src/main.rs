@@ -3,6 +3,7 @@
 //! measures the hot paths.
 
 mod bench;
+mod bench_native;
 mod bench_pg;
 mod demo;
 mod display;
@@ -49,6 +50,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Postgres benchmarks against a running cluster with the extension installed.
     BenchPg(bench_pg::BenchPgArgs),
+    /// The native evaluator against ONNX Runtime, model by model (bench/native_models.py).
+    BenchNative(bench_native::BenchNativeArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Sql { db, query } => models::sql(&db, &query),
         Command::Bench(args) => bench::run(args),
         Command::BenchPg(args) => bench_pg::run(args),
+        Command::BenchNative(args) => bench_native::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -282,7 +282,7 @@ impl Model {
                 return Err(Error::Unsupported {
                     model: label.into(),
                     wanted: format!("the native evaluator ({} = native)", opts.dialect.engine_setting),
-                    reason: format!("{why} is not supported natively"),
+                    reason: format!("not supported natively: {why}"),
                 });
             }
         }
@@ -329,13 +329,20 @@ impl Model {
         let problem = match (ort, native) {
             (Ok(a), Ok(b)) => match json_close(&a, &b) {
                 true => None,
-                false => Some(format!("its answer on a test input differs from ONNX Runtime's ({b:?} vs {a:?})")),
+                false => {
+                    let first = |v: &[Option<String>]| v.first().cloned().flatten().unwrap_or_default();
+                    Some(format!(
+                        "its answer to a test input differs from ONNX Runtime's: {} instead of {} (please report this)",
+                        first(&b),
+                        first(&a)
+                    ))
+                }
             },
             (Ok(_), Err(e)) => Some(format!("it failed on a test input: {e}")),
             (Err(_), _) => None,
         };
         if let Some(reason) = problem {
-            self.set_native_unsupported(crate::native::Unsupported { op: "the native plan".into(), reason });
+            self.set_native_unsupported(crate::native::Unsupported { op: "the compiled graph".into(), reason });
         }
     }
 

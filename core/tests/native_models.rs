@@ -48,9 +48,22 @@ fn close_json(a: &Value, b: &Value, what: &str) {
     }
 }
 
-/// Every call kind the front ends make, native against ONNX Runtime on the same rows.
+/// Every call kind the front ends make, native against ONNX Runtime on the same rows: the whole
+/// batch at once, then single rows and pairs (per-row SQL calls; small batches take other paths
+/// in both evaluators).
 pub fn assert_same(name: &str, model: &Model, batch: &Batch<'_>) {
-    let rows: Vec<usize> = (0..batch.len).collect();
+    let all: Vec<usize> = (0..batch.len).collect();
+    assert_same_rows(name, model, batch, &all);
+    for i in 0..batch.len.min(6) {
+        assert_same_rows(name, model, batch, &[i]);
+    }
+    for i in (0..batch.len.min(40)).step_by(7) {
+        assert_same_rows(name, model, batch, &all[i..(i + 2).min(batch.len)]);
+    }
+}
+
+fn assert_same_rows(name: &str, model: &Model, batch: &Batch<'_>, rows: &[usize]) {
+    let rows = rows.to_vec();
     for want in [Want::Score, Want::Label, Want::Probabilities, Want::All] {
         let ort = model.predict(name, batch, &rows, want, opts(Evaluator::OnnxRuntime));
         let native = model.predict(name, batch, &rows, want, opts(Evaluator::Native));

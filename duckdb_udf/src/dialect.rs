@@ -17,4 +17,5 @@ pub const DUCKDB: Dialect = Dialect {
     max_model_size_setting: "the SQLSCORE_MAX_MODEL_BYTES environment variable of the process",
     intra_threads_setting: "sqlscore_intra_threads",
     null_policy_setting: "sqlscore_null_policy",
+    engine_setting: "sqlscore_engine",
 };

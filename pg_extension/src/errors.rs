@@ -21,6 +21,7 @@ pub const POSTGRES: Dialect = Dialect {
     max_model_size_setting: "sqlscore.max_model_size_mb (superuser)",
     intra_threads_setting: "sqlscore.intra_threads",
     null_policy_setting: "sqlscore.null_policy",
+    engine_setting: "sqlscore.engine",
 };
 
 pub fn report(e: Error) -> ErrorReport {

@@ -6,7 +6,7 @@ use std::ffi::CString;
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
-use sqlscore_core::{EngineConfig, NullPolicy, RunOptions};
+use sqlscore_core::{EngineConfig, Evaluator, NullPolicy, RunOptions};
 
 use crate::errors::POSTGRES;
 
@@ -26,6 +26,17 @@ pub enum NullMode {
     Error,
 }
 pub static NULL_POLICY: GucSetting<NullMode> = GucSetting::<NullMode>::new(NullMode::Null);
+
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EngineMode {
+    #[name = c"auto"]
+    Auto,
+    #[name = c"native"]
+    Native,
+    #[name = c"onnxruntime"]
+    OnnxRuntime,
+}
+pub static ENGINE: GucSetting<EngineMode> = GucSetting::<EngineMode>::new(EngineMode::Auto);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -61,6 +72,14 @@ pub fn init() {
         c"What a NULL feature does: 'null' (that row scores NULL) or 'error'.",
         c"",
         &NULL_POLICY,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"sqlscore.engine",
+        c"Which evaluator runs models: 'auto' (native where supported), 'native' or 'onnxruntime'.",
+        c"sqlscore.models shows, per model, which one 'auto' picks and why.",
+        &ENGINE,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -119,9 +138,18 @@ pub fn engine_config() -> EngineConfig {
         intra_threads: INTRA_THREADS.get().max(1) as usize,
         batch_rows: BATCH_SIZE.get().max(1) as usize,
         null_policy: null_policy(),
+        evaluator: evaluator(),
         max_model_bytes: (MAX_MODEL_MB.get().max(1) as usize) << 20,
         cache_capacity: 4096,
         cache_bytes: (CACHE_MB.get().max(1) as usize) << 20,
+    }
+}
+
+pub fn evaluator() -> Evaluator {
+    match ENGINE.get() {
+        EngineMode::Auto => Evaluator::Auto,
+        EngineMode::Native => Evaluator::Native,
+        EngineMode::OnnxRuntime => Evaluator::OnnxRuntime,
     }
 }
 

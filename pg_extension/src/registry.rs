@@ -27,7 +27,14 @@ static ENGINE: OnceLock<Engine> = OnceLock::new();
 
 /// When a resolution was made: the statement, and the command within it (a function or DO
 /// block that activates a version and then scores sees the change).
-type Epoch = (pg_sys::TimestampTz, pg_sys::CommandId);
+pub type Epoch = (pg_sys::TimestampTz, pg_sys::CommandId);
+
+/// The registry snapshot a statement scores against: its start and command id. Every name
+/// resolves to the same version for the whole statement, and a cache keyed by this is fresh.
+pub fn statement_epoch() -> Epoch {
+    // SAFETY: plain reads of the current transaction's state, valid inside any function call.
+    unsafe { (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetCurrentCommandId(false)) }
+}
 
 /// Models resolved in the current epoch; replaced wholesale when the epoch changes, so it never
 /// keeps a dropped version alive past the statement that used it.
@@ -67,8 +74,7 @@ pub fn resolve_versioned(model: &str, run_epoch: Option<(i64, i64)>) -> PgResult
     let epoch = match run_epoch {
         // Job epochs never equal a statement's: command ids stop well below u32::MAX.
         Some((run, e)) => (run.wrapping_mul(1 << 20).wrapping_add(e), pg_sys::CommandId::MAX),
-        // SAFETY: plain reads of the current transaction's state, valid inside any function call.
-        None => unsafe { (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetCurrentCommandId(false)) },
+        None => statement_epoch(),
     };
     {
         let guard = RESOLVED.lock();

@@ -23,10 +23,7 @@ SELECT pg_catalog.pg_extension_config_dump('sqlscore.model_versions', '');
 GRANT USAGE ON SCHEMA sqlscore TO PUBLIC;
 GRANT SELECT ON sqlscore.model_versions TO PUBLIC;
 
-CREATE VIEW sqlscore.models AS
-SELECT name, version, active, sha256, inputs, outputs, description, size, created_at, created_by
-FROM sqlscore.model_versions;
-GRANT SELECT ON sqlscore.models TO PUBLIC;
+-- The view sqlscore.models is created after the functions it calls (api/models.rs).
 
 -- Every function below runs with a fixed search_path (pg_catalog first, then pg_temp, which is
 -- never searched for functions or operators) and names its tables and functions with their

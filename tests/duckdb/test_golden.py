@@ -15,6 +15,10 @@ Records (separated by blank lines; `#` lines between records are comments):
 
 `${MODELS}` in a file stands for the models directory (and actual output is written back with it).
 
+Every file runs once per evaluator (`SQLSCORE_ENGINE=auto`, which is native for every committed
+model, and `onnxruntime`). The two agree within 1e-5, not to the last digit, so numbers inside
+text values (JSON, lists) compare to 1e-5 (relative beyond 1), like R columns.
+
 Every stretch of records between `restart`s runs in its own child process, on a fresh in-memory
 database with the extension loaded, so a crash (abort) fails that file's test and names the
 record, instead of killing pytest.
@@ -177,12 +181,13 @@ def child_main(spec_path):
 # The parent: runs the segments, compares, optionally rewrites.
 
 
-def run_segment(recs, pythonpath, tmp_path, n):
+def run_segment(recs, pythonpath, tmp_path, n, engine="auto"):
     sys.path.insert(0, str(HERE))
     from conftest import EXTENSION
     spec = tmp_path / f"segment{n}.json"
     spec.write_text(json.dumps({"extension": str(EXTENSION), "records": [r.to_json() for r in recs]}))
     env = dict(os.environ)
+    env["SQLSCORE_ENGINE"] = engine
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
     proc = subprocess.run([sys.executable, __file__, "--child", str(spec)], capture_output=True, text=True,
@@ -223,9 +228,22 @@ def error_matches(expected_lines, actual):
     return want in actual
 
 
+NUMBER = re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?")
+
+
+def numbers_close(want, got):
+    """Text equal once its decimal numbers are compared to 1e-5 (relative beyond 1)."""
+    if NUMBER.sub("#", want) != NUMBER.sub("#", got):
+        return False
+    return all(abs(float(a) - float(b)) <= 1e-5 * max(1.0, abs(float(a)))
+               for a, b in zip(NUMBER.findall(want), NUMBER.findall(got)))
+
+
 def values_equal(want, got, letter):
     if want == got:
         return True
+    if letter != "R":
+        return numbers_close(want, got)
     if letter == "R":
         try:
             a, b = float(want), float(got)
@@ -294,13 +312,13 @@ def golden_files():
     return sorted(GOLDEN.glob("*.test"))
 
 
-def run_file(path, pythonpath, tmp_path, rewrite):
+def run_file(path, pythonpath, tmp_path, rewrite, engine="auto"):
     text = path.read_text()
     lines, records = parse(text)
     failures, replacements = [], {}
     version = None
     for n, recs in enumerate(segments(records)):
-        version, results, crash = run_segment(recs, pythonpath, tmp_path, n)
+        version, results, crash = run_segment(recs, pythonpath, tmp_path, n, engine)
         for rec in recs:
             res = results.get(rec.start + 1)
             if res is None:
@@ -334,8 +352,9 @@ def _params():
     import pytest
     out = []
     for f in golden_files():
-        out.append(pytest.param(f, None, id=f"{f.stem}-duckdb1.5"))
-        out.append(pytest.param(f, DUCKDB_2, id=f"{f.stem}-duckdb2.0",
+        for engine in ("auto", "onnxruntime"):
+            out.append(pytest.param(f, None, engine, id=f"{f.stem}-duckdb1.5-{engine}"))
+        out.append(pytest.param(f, DUCKDB_2, "auto", id=f"{f.stem}-duckdb2.0",
                                 marks=pytest.mark.skipif(not DUCKDB_2.is_dir(), reason="no .venv/duckdb-2.0.1")))
     return out
 
@@ -343,13 +362,15 @@ def _params():
 if __name__ != "__main__":
     import pytest
 
-    @pytest.mark.parametrize("path,pythonpath", _params())
-    def test_golden(path, pythonpath, tmp_path):
-        # Rewrite from the pinned DuckDB only; 2.0.1 then checks against the same expectations.
-        version, failures = run_file(path, pythonpath, tmp_path, REWRITE and pythonpath is None)
+    @pytest.mark.parametrize("path,pythonpath,engine", _params())
+    def test_golden(path, pythonpath, engine, tmp_path):
+        # Rewrite from the pinned DuckDB on ONNX Runtime only; the rest check against the same
+        # expectations.
+        rewrite = REWRITE and pythonpath is None and engine == "onnxruntime"
+        version, failures = run_file(path, pythonpath, tmp_path, rewrite, engine)
         if pythonpath is not None and version is not None:
             assert version.startswith("2."), f"expected DuckDB 2.x from {pythonpath}, got {version}"
-        if REWRITE and pythonpath is None and failures:
+        if rewrite and failures:
             pytest.skip(f"rewrote {path.name} ({len(failures)} record(s) differed); review with git diff")
         assert not failures, "\n\n".join(failures)
 

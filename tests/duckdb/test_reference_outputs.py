@@ -1,4 +1,5 @@
-"""Every committed model, registered and scored through SQL, equals Python onnxruntime."""
+"""Every committed model, registered and scored through SQL, equals Python onnxruntime, on the
+native evaluator and on ONNX Runtime."""
 import json
 
 import pytest
@@ -8,8 +9,13 @@ from conftest import ALL_MODELS, load_reference_table, reference, register
 TOL = 1e-5
 
 
+ENGINES = ["native", "onnxruntime"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_positional_matches_reference(con, name):
+def test_positional_matches_reference(con, name, engine):
+    con.execute(f"SET sqlscore_engine = '{engine}'")
     ref = reference(name)
     register(con, name, name)
     cols = ", ".join(load_reference_table(con, "t", ref))
@@ -37,10 +43,12 @@ def test_positional_matches_reference(con, name):
     assert set(first) == set(ref["outputs"])
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_whole_row_binds_by_name(con, name):
+def test_whole_row_binds_by_name(con, name, engine):
     """SELECT score('m', t) FROM t: columns bound to inputs by name (multi-input models) or, for a
     single wide input, field order; the id column is ignored when names match."""
+    con.execute(f"SET sqlscore_engine = '{engine}'")
     ref = reference(name)
     register(con, name, name)
     cols = load_reference_table(con, "t", ref)

@@ -163,8 +163,19 @@ fn logistic_fma(v: &mut [f32]) {
 
 #[inline(always)]
 fn logistic_body(v: &mut [f32]) {
-    const A: [f32; 5] = [4.370_310_1e-11, 1.156_273_2e-7, 6.085_748_6e-5, 8.513_771e-3, 2.482_879_5e-1];
-    const B: [f32; 6] = [6.102_474e-13, 5.761_021_4e-9, 6.291_068e-6, 1.701_988_2e-3, 1.168_176_6e-1, 9.931_519e-1];
+    // MLAS's constants, digit for digit.
+    #[allow(clippy::excessive_precision)]
+    const A: [f32; 5] =
+        [4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03, 2.48287947061529e-01];
+    #[allow(clippy::excessive_precision)]
+    const B: [f32; 6] = [
+        6.10247389755681e-13,
+        5.76102136993427e-09,
+        6.29106785017040e-06,
+        1.70198817374094e-03,
+        1.16817656904453e-01,
+        9.93151921023180e-01,
+    ];
     for x in v.iter_mut() {
         let nan = x.is_nan();
         let value = x.clamp(-18.0, 18.0);

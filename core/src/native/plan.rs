@@ -21,6 +21,8 @@ impl std::fmt::Display for Unsupported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.reason.is_empty() {
             write!(f, "{}", self.op)
+        } else if self.op.starts_with("the ") {
+            write!(f, "{}: {}", self.op, self.reason)
         } else {
             write!(f, "{} ({})", self.op, self.reason)
         }

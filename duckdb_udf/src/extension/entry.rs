@@ -8,7 +8,7 @@ use libduckdb_sys as sys;
 use sqlscore_core::Engine;
 
 use super::ffi::{cstring, guarded, query};
-use super::{read_model, scalar, settings, setup};
+use super::{engine_info, read_model, scalar, settings, setup};
 
 /// The C API whose struct has everything used here (scalar bind data, client context and
 /// configuration options became stable in v1.5.6): loads into DuckDB 1.5.6 and 2.0.x.
@@ -60,7 +60,9 @@ unsafe fn init(info: sys::duckdb_extension_info, access: *const sys::duckdb_exte
         }
         // One engine (settings + model cache) per database instance.
         let engine = Arc::new(Engine::default());
-        let registered = scalar::register(con, &engine).and_then(|_| read_model::register(con, &engine));
+        let registered = scalar::register(con, &engine)
+            .and_then(|_| read_model::register(con, &engine))
+            .and_then(|_| engine_info::register(con, &engine));
         settings::register(con, &engine.config());
         if registered.is_ok() {
             // A read-only database keeps the SQL layer it already has: failures here are not fatal.

@@ -1,5 +1,6 @@
 //! The loadable extension: entry point, registration, and the SQL layer created at LOAD.
 
+mod engine_info;
 mod entry;
 mod ffi;
 mod read_model;

@@ -235,6 +235,7 @@ fn score_chunk(
         intra_threads: settings.intra_threads,
         interrupt: None,
         dialect: &DUCKDB,
+        evaluator: settings.evaluator,
     };
 
     for (label, source, rows) in &groups {

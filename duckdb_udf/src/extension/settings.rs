@@ -1,20 +1,23 @@
-//! DuckDB settings: `SET sqlscore_null_policy = 'error'`, `SET sqlscore_intra_threads = 2`.
+//! DuckDB settings: `SET sqlscore_null_policy = 'error'`, `SET sqlscore_intra_threads = 2`,
+//! `SET sqlscore_engine = 'onnxruntime'`.
 //! Registered at LOAD (defaults from the SQLSCORE_* environment), read in each scoring call's
 //! bind step from the caller's client context, and carried to execution as bind data.
 
 use libduckdb_sys as sys;
-use sqlscore_core::{max_intra_threads, EngineConfig, Error, NullPolicy};
+use sqlscore_core::{max_intra_threads, EngineConfig, Error, Evaluator, NullPolicy};
 
 use super::ffi::{cstring, user_message, LogicalType, Value};
 
 pub const NULL_POLICY: &str = "sqlscore_null_policy";
 pub const INTRA_THREADS: &str = "sqlscore_intra_threads";
+pub const ENGINE: &str = "sqlscore_engine";
 
 /// What one scoring expression runs with.
 #[derive(Clone, Copy, Debug)]
 pub struct CallSettings {
     pub null_policy: NullPolicy,
     pub intra_threads: usize,
+    pub evaluator: Evaluator,
     /// DuckDB's `enable_external_access`: when false, model arguments that are file paths are
     /// refused, as DuckDB refuses its own file reads.
     pub external_access: bool,
@@ -22,7 +25,12 @@ pub struct CallSettings {
 
 impl CallSettings {
     pub fn from_config(c: &EngineConfig) -> Self {
-        CallSettings { null_policy: c.null_policy, intra_threads: c.intra_threads, external_access: false }
+        CallSettings {
+            null_policy: c.null_policy,
+            intra_threads: c.intra_threads,
+            evaluator: c.evaluator,
+            external_access: false,
+        }
     }
 }
 
@@ -36,6 +44,7 @@ pub unsafe fn register(con: sys::duckdb_connection, defaults: &EngineConfig) {
         NullPolicy::Error => "error",
     };
     let text = cstring(null_default);
+    let engine = cstring(defaults.evaluator.name());
     // SAFETY: con is live (contract); the values created here are handed to `option`, which
     // destroys them after DuckDB copied them.
     unsafe {
@@ -53,6 +62,13 @@ pub unsafe fn register(con: sys::duckdb_connection, defaults: &EngineConfig) {
             LogicalType::new(sys::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT),
             // The environment's default, capped like every other thread count.
             sys::duckdb_create_int64(defaults.intra_threads.clamp(1, max_intra_threads()) as i64),
+        );
+        option(
+            con,
+            ENGINE,
+            "sqlscore: which evaluator runs models: 'auto' (native where supported), 'native' or 'onnxruntime'",
+            LogicalType::new(sys::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR),
+            sys::duckdb_create_varchar(engine.as_ptr()),
         );
     }
 }
@@ -104,7 +120,12 @@ pub unsafe fn external_access(info: sys::duckdb_bind_info) -> bool {
     let mut ctx: sys::duckdb_client_context = std::ptr::null_mut();
     // SAFETY: info is live (contract); the context it returns is owned by Context below.
     unsafe { sys::duckdb_table_function_get_client_context(info, &mut ctx) };
-    let fallback = CallSettings { null_policy: NullPolicy::Null, intra_threads: 1, external_access: false };
+    let fallback = CallSettings {
+        null_policy: NullPolicy::Null,
+        intra_threads: 1,
+        evaluator: Evaluator::Auto,
+        external_access: false,
+    };
     // Unknown means no: a failed read must not open file access.
     read_context(Context(ctx), fallback).map(|s| s.external_access).unwrap_or(false)
 }
@@ -152,6 +173,14 @@ fn read_context(ctx: Context, fallback: CallSettings) -> Result<CallSettings, Er
             name: NULL_POLICY.into(),
             value: format!("'{text}'"),
             reason: "expected 'null' or 'error'".into(),
+        })?;
+    }
+    if let Some(v) = ctx.option(ENGINE) {
+        let text = v.text().ok_or_else(|| null_setting(ENGINE, "'auto', 'native' or 'onnxruntime'"))?;
+        out.evaluator = text.parse::<Evaluator>().map_err(|_| Error::InvalidSetting {
+            name: ENGINE.into(),
+            value: format!("'{text}'"),
+            reason: "expected 'auto', 'native' or 'onnxruntime'".into(),
         })?;
     }
     let max = max_intra_threads();

@@ -32,7 +32,11 @@ CREATE OR REPLACE VIEW sqlscore_model_refs AS
 CREATE OR REPLACE VIEW sqlscore_model_list AS
     SELECT name, version,
            version = max(version) OVER (PARTITION BY name) AS latest,
-           sha256, inputs, outputs, description, size, created_at
+           sha256, inputs, outputs, description, size, created_at,
+           -- Which evaluator runs the model under sqlscore_engine = 'auto', and why not native.
+           split_part(sqlscore_model_engine(sha256, onnx), ': ', 1) AS engine,
+           nullif(substr(sqlscore_model_engine(sha256, onnx),
+                         length(split_part(sqlscore_model_engine(sha256, onnx), ': ', 1)) + 3), '') AS engine_reason
     FROM sqlscore_models;
 CREATE OR REPLACE MACRO sqlscore_register(model_name, model_path, description := NULL) AS TABLE
     SELECT model_name AS name,

@@ -238,6 +238,7 @@ impl Scorer {
             intra_threads: 1,
             interrupt: self.interrupt,
             dialect: &DUCKDB,
+            evaluator: self.engine.config().evaluator,
         };
         let outputs = self.info.outputs;
         let pool = self.pool.clone();

@@ -32,6 +32,46 @@ fn inspect_model(name: Option<&str>, onnx: Option<&[u8]>) -> Result<JsonB, Error
     Ok(JsonB(model.info.describe(&model.sha256, model.size)))
 }
 
+/// Which evaluator a registered model runs on under `sqlscore.engine = auto` ('native' or
+/// 'onnxruntime'), and when not native why: the first node the native evaluator does not
+/// support. Loads the model as scoring would (from the registry, into this backend's cache); a
+/// model that cannot load says 'unavailable' and why, so listing models never fails.
+fn engine_of(model: &str) -> (String, Option<String>) {
+    match crate::registry::resolve(model) {
+        Ok(m) => {
+            let (engine, why) = m.engine(sqlscore_core::Evaluator::Auto);
+            (engine.to_string(), why)
+        }
+        Err(e) => ("unavailable".into(), Some(e.message().to_string())),
+    }
+}
+
+#[pg_extern(stable, parallel_safe, strict)]
+#[search_path(pg_catalog, pg_temp)]
+fn model_engine(model: &str) -> String {
+    engine_of(model).0
+}
+
+#[pg_extern(stable, parallel_safe, strict)]
+#[search_path(pg_catalog, pg_temp)]
+fn model_engine_reason(model: &str) -> Option<String> {
+    engine_of(model).1
+}
+
+extension_sql!(
+    r#"
+-- Unreferenced columns of a view are not computed: listing names loads no model.
+CREATE VIEW sqlscore.models AS
+SELECT name, version, active, sha256, inputs, outputs, description, size, created_at, created_by,
+       sqlscore.model_engine(name || '@' || version) AS engine,
+       sqlscore.model_engine_reason(name || '@' || version) AS engine_reason
+FROM sqlscore.model_versions;
+GRANT SELECT ON sqlscore.models TO PUBLIC;
+"#,
+    name = "models_view",
+    requires = [model_engine, model_engine_reason]
+);
+
 /// Which libonnxruntime this backend loaded, and its cache: for troubleshooting.
 #[pg_extern(volatile, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
@@ -44,6 +84,7 @@ fn runtime_info() -> JsonB {
         "cached_bytes": e.cached_bytes(),
         "cache_limit_bytes": config.cache_bytes,
         "intra_threads": config.intra_threads,
+        "engine": config.evaluator.name(),
         "max_intra_threads": sqlscore_core::max_intra_threads(),
     }))
 }
