@@ -116,14 +116,14 @@ fn assert_same_rows(name: &str, model: &Model, batch: &Batch<'_>, rows: &[usize]
 /// A deterministic xorshift, so failures reproduce.
 pub struct Rng(u64);
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn bits(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.bits() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -149,7 +149,7 @@ fn widened(cols: &[(String, Owned)], rng: &mut Rng, with_nan: bool) -> Vec<(Stri
                 Owned::I64(v) => {
                     let mut out = v.clone();
                     for _ in 0..8 {
-                        out.extend(v.iter().map(|x| x + (rng.next() % 5) as i64 - 2));
+                        out.extend(v.iter().map(|x| x + (rng.bits() % 5) as i64 - 2));
                     }
                     Owned::I64(out)
                 }

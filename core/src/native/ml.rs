@@ -146,7 +146,7 @@ impl LinearClassifier {
     fn new(node: &NodeProto) -> R<Self> {
         let coefficients = node.floats("coefficients").to_vec();
         let intercepts = node.floats("intercepts").to_vec();
-        if coefficients.is_empty() || intercepts.is_empty() || coefficients.len() % intercepts.len() != 0 {
+        if coefficients.is_empty() || intercepts.is_empty() || !coefficients.len().is_multiple_of(intercepts.len()) {
             return Err("LinearClassifier: coefficients do not match intercepts".into());
         }
         let labels = Labels::of(node);
@@ -216,7 +216,7 @@ impl LinearRegressor {
     fn new(node: &NodeProto) -> R<Self> {
         let targets = node.int("targets", 1).max(1) as usize;
         let coefficients = node.floats("coefficients").to_vec();
-        if coefficients.is_empty() || coefficients.len() % targets != 0 {
+        if coefficients.is_empty() || !coefficients.len().is_multiple_of(targets) {
             return Err("LinearRegressor: coefficients do not match targets".into());
         }
         Ok(LinearRegressor {
@@ -333,7 +333,7 @@ impl SvmRegressor {
         let vectors = node.int("n_supports", 0).max(0) as usize;
         let support = node.floats("support_vectors").to_vec();
         let coefficients = node.floats("coefficients").to_vec();
-        if vectors > 0 && (support.len() % vectors != 0 || coefficients.len() < vectors) {
+        if vectors > 0 && (!support.len().is_multiple_of(vectors) || coefficients.len() < vectors) {
             return Err("SVMRegressor: support vectors do not match n_supports".into());
         }
         let support = if vectors > 0 { Supports::new(&support, vectors) } else { Supports::new(&coefficients, 1) };
@@ -770,14 +770,14 @@ impl SvmClassifier {
         }
         if vectors > 0 {
             if vectors_per_class.len() != classes
-                || support.len() % vectors != 0
+                || !support.len().is_multiple_of(vectors)
                 || coefficients.len() < (classes - 1) * vectors
                 || rho.len() < pairs
                 || (!prob_a.is_empty() && prob_a.len() < pairs)
             {
                 return bad("vectors_per_class, support vectors, coefficients or rho do not fit the classes");
             }
-        } else if coefficients.len() % classes != 0 || rho.is_empty() {
+        } else if !coefficients.len().is_multiple_of(classes) || rho.is_empty() {
             return bad("coefficients do not fit the classes");
         }
         Ok(SvmClassifier {
@@ -932,16 +932,14 @@ impl Kernel for SvmClassifier {
                     probs2.iter_mut().for_each(|v| *v = 0.0);
                     let mut index = 0;
                     for i in 0..k - 1 {
-                        let mut p1 = i * k + i + 1;
                         let mut p2 = (i + 1) * k + i;
-                        for _ in i + 1..k {
+                        for p1 in i * k + i + 1..i * k + k {
                             let v1 = 1.0 - post::logistic(pair_scores[index] * self.prob_a[index] + self.prob_b[index]);
                             // std::max/std::min: a NaN passes through (Rust's max/min would drop it).
                             let v2 = if v1 < 1.0e-7 { 1.0e-7 } else { v1 };
                             let v2 = if 1.0 - 1.0e-7 < v2 { 1.0 - 1.0e-7 } else { v2 };
                             probs2[p1] = v2;
                             probs2[p2] = 1.0 - v2;
-                            p1 += 1;
                             p2 += k;
                             index += 1;
                         }
@@ -959,9 +957,8 @@ impl Kernel for SvmClassifier {
             };
             picks.push(if pairs == 1 {
                 // ONNX Runtime's ChooseClass for two labels.
-                if !have_proba && self.all_positive && max_weight >= 0.5 {
-                    LabelPick::Index(1)
-                } else if !have_proba && max_weight > 0.0 && !self.all_positive {
+                let positive = if self.all_positive { max_weight >= 0.5 } else { max_weight > 0.0 };
+                if !have_proba && positive {
                     LabelPick::Index(1)
                 } else {
                     LabelPick::Index(maxclass)

@@ -93,7 +93,7 @@ impl Kernel for Identity {
 /// Float to integer as ONNX Runtime does on x86-64 (cvttss2si): truncation, and the "integer
 /// indefinite" value for NaN and out-of-range inputs.
 fn f64_to_i64(x: f64) -> i64 {
-    if x.is_nan() || x >= 9.223_372_036_854_775_807e18 || x < -9.223_372_036_854_775_808e18 {
+    if x.is_nan() || !(i64::MIN as f64..i64::MAX as f64).contains(&x) {
         i64::MIN
     } else {
         x as i64
@@ -134,7 +134,7 @@ impl Kernel for Cast {
 }
 
 fn f64_to_i32(x: f64) -> i64 {
-    if x.is_nan() || x >= 2_147_483_648.0 || x < -2_147_483_648.0 {
+    if x.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&x) {
         i32::MIN as i64
     } else {
         x as i32 as i64

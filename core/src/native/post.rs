@@ -46,19 +46,20 @@ pub fn logistic(x: f32) -> f32 {
     }
 }
 
-/// ONNX Runtime's ErfInv (Winitzki's approximation, a = 0.147), not an exact inverse.
+/// ONNX Runtime's ErfInv (Winitzki's approximation, a = 0.147), not an exact inverse; 1.32 uses
+/// the float value of pi here.
 fn erf_inv(x: f32) -> f32 {
     let sgn = if x < 0.0 { -1.0f32 } else { 1.0 };
     let x = (1.0 - x) * (1.0 + x);
     let log = x.ln();
-    let v = 2.0 / (3.14159f32 * 0.147) + 0.5 * log;
+    let v = 2.0 / (std::f32::consts::PI * 0.147) + 0.5 * log;
     let v2 = 1.0 / 0.147f32 * log;
     let v3 = -v + (v * v - v2).sqrt();
     sgn * v3.sqrt()
 }
 
 pub fn probit(x: f32) -> f32 {
-    1.414_213_56_f32 * erf_inv(2.0 * x - 1.0)
+    std::f32::consts::SQRT_2 * erf_inv(2.0 * x - 1.0)
 }
 
 pub fn softmax(row: &mut [f32]) {
