@@ -685,7 +685,7 @@ fn random_v3(rng: &mut Rng) -> (NodeProto, usize, bool) {
         attrs.extend([
             int("n_targets", n_out as i64),
             string("post_transform", post),
-            string("aggregate_function", *rng.pick(&["SUM", "SUM", "AVERAGE", "MIN", "MAX"])),
+            string("aggregate_function", rng.pick::<&str>(&["SUM", "SUM", "AVERAGE", "MIN", "MAX"])),
         ]);
         if !base.is_empty() {
             attrs.push(floats("base_values", &base));
@@ -755,13 +755,106 @@ fn deep_and_wide_trees() {
     }
 }
 
+/// A random tree of order tests only (`<=`, `<`, `>=`, `>`; random NaN flags; thresholds from
+/// the grid, now and then infinite or NaN): what the array and, deeper, the compact tail take.
+/// Each node is a leaf with probability `leaf_p`.
+fn order_tree(rng: &mut Rng, nodes: &mut Nodes, tree: i64, depth: usize, width: usize, leaf_p: f64) -> i64 {
+    let at = nodes.push(tree, (0, "LEAF", 0.0, 0, 0, 0));
+    if depth == 0 || rng.chance(leaf_p) {
+        return at;
+    }
+    let mode = *rng.pick(&MODES[..4]);
+    let value =
+        if rng.chance(0.03) { *rng.pick(&[f64::INFINITY, f64::NEG_INFINITY, f64::NAN]) } else { *rng.pick(&GRID) };
+    let mvt = rng.chance(0.4) as i64;
+    let t = order_tree(rng, nodes, tree, depth - 1, width, leaf_p);
+    let f = order_tree(rng, nodes, tree, depth - 1, width, leaf_p);
+    nodes.set(tree, at, (rng.below(width) as i64, mode, value, t, f, mvt));
+    at
+}
+
+/// Trees of order tests deeper than the array: the array's exits continue into the compact
+/// tail (siblings side by side, leaves looping to themselves), with padded leaves above the
+/// exits, NaN flags, every batch size path (one row at a time across trees, lanes and their
+/// remainder, several blocks), one and several outputs, `Forest` too. A tree whose nodes have
+/// two parents takes the pointer walk instead.
+#[test]
+fn order_trees_through_the_tail() {
+    let mut rng = Rng(4242);
+    let width = 5;
+    // (depth, leaf probability): sparse and deep (10 array levels, then a long tail), bushy past
+    // the perfect layout's depth, and depth 12 with padding over 4x (10 levels, then 2 in the tail).
+    let shapes = [(24usize, 0.3), (16, 0.2), (40, 0.42), (12, 0.2), (13, 0.05)];
+    let mut nodes = Nodes::default();
+    let mut tree = 0i64;
+    for _ in 0..2 {
+        for &(depth, leaf_p) in &shapes {
+            order_tree(&mut rng, &mut nodes, tree, depth, width, leaf_p);
+            tree += 1;
+        }
+    }
+    // Shared children: the root's two sides reach one deep subtree.
+    let root = nodes.push(tree, (0, "LEAF", 0.0, 0, 0, 0));
+    let shared = order_tree(&mut rng, &mut nodes, tree, 14, width, 0.1);
+    let side = nodes.push(tree, (0, "LEAF", 0.0, 0, 0, 0));
+    let leaf = nodes.push(tree, (0, "LEAF", 0.0, 0, 0, 0));
+    nodes.set(tree, root, (1, "BRANCH_LEQ", 0.5, shared, side, 1));
+    nodes.set(tree, side, (2, "BRANCH_GT", -0.5, shared, leaf, 0));
+    let trees = tree + 1;
+    let regressor_nodes = {
+        let mut n = nodes.clone();
+        for t in 0..trees {
+            for leaf in leaves(&n, t) {
+                n.weights.push((t, leaf, 0, (rng.uniform(-1.0, 1.0) * 1000.0).round() / 1000.0));
+            }
+        }
+        n
+    };
+    let mut attrs = regressor_nodes.attrs(false, false, true);
+    attrs.push(int("n_targets", 1));
+    let regressor = node("TreeEnsembleRegressor", attrs);
+    let mut class_nodes = nodes.clone();
+    for t in 0..trees {
+        for leaf in leaves(&class_nodes, t) {
+            for c in 0..3 {
+                class_nodes.weights.push((t, leaf, c, (rng.uniform(0.0, 1.0) * 1000.0).round() / 1000.0));
+            }
+        }
+    }
+    let classifier = classifier(&class_nodes, 3, false, &[], "NONE", false);
+    for n in [1usize, 5, 37, 700] {
+        let rows = random_rows(&mut rng, n, width, 0.08);
+        for elem in [FLOAT, DOUBLE] {
+            let x = input(&rows, n, width, elem);
+            assert!(check(&format!("regressor, {n} rows"), &regressor, &x, width, false).unwrap());
+            assert!(check(&format!("classifier, {n} rows"), &classifier, &x, width, false).unwrap());
+        }
+        // Forest sums exactly what the regressor sums (tree order, f32).
+        let spec = tree::parse(&regressor).unwrap();
+        let forest = Forest::new(&spec.trees).unwrap();
+        let x32: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
+        let mut out = vec![0f32; n];
+        forest.sum_f32(&x32, n, width, &mut out).unwrap();
+        let mut session = ort_session(&model_bytes(&regressor, FLOAT, width)).unwrap();
+        let Out::Num(_, expected) = &ort_run(&mut session, &Tensor::f32(vec![n, width], x32)).unwrap()[0] else {
+            panic!()
+        };
+        for (a, b) in out.iter().zip(expected) {
+            assert_eq!(*a as f64, *b, "forest sum differs from ORT ({n} rows)");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // TreeEnsemble (ai.onnx.ml 5)
 // ---------------------------------------------------------------------------------------------
 
-/// v5 attributes for nodes (mode, feature, split, true, true-is-leaf, false, false-is-leaf, mvt).
+/// A v5 node: (mode, feature, split, true, true-is-leaf, false, false-is-leaf, mvt).
+type V5Node = (u8, i64, f64, i64, bool, i64, bool, i64);
+
+/// v5 attributes for nodes.
 struct V5 {
-    nodes: Vec<(u8, i64, f64, i64, bool, i64, bool, i64)>,
+    nodes: Vec<V5Node>,
     roots: Vec<i64>,
     leaves: Vec<(i64, f64)>,
     members: Vec<f64>,
@@ -770,8 +863,7 @@ struct V5 {
 impl V5 {
     fn node(&self, n_targets: i64, agg: i64, post: i64, elem: i32) -> NodeProto {
         let t = |name: &str, v: &[f64]| if elem == DOUBLE { doubles(name, v) } else { float_tensor(name, v) };
-        let col =
-            |f: fn(&(u8, i64, f64, i64, bool, i64, bool, i64)) -> i64| self.nodes.iter().map(f).collect::<Vec<_>>();
+        let col = |f: fn(&V5Node) -> i64| self.nodes.iter().map(f).collect::<Vec<_>>();
         let mut attrs = vec![
             bytes_tensor("nodes_modes", &self.nodes.iter().map(|n| n.0).collect::<Vec<_>>()),
             ints("nodes_featureids", &col(|n| n.1)),

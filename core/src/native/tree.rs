@@ -9,9 +9,10 @@
 //!    plus a "NaN goes true" flag (children swapped for `>=`/`>`, `t` lowered by one ulp for
 //!    `<`), so the top levels are a perfect binary tree in an array walked without branches
 //!    (`i = 2i + 2 - go_true`), 16 rows in lock step; small trees test every node of a block at
-//!    once by column and look the leaf up by the result bits; deep trees continue from the
-//!    array into a pointer walk; `==`, `!=` and sets (and ORT's fusion of `BRANCH_EQ` chains)
-//!    take the walk alone.
+//!    once by column and look the leaf up by the result bits; deep or sparse trees continue from
+//!    the array into a compact tail (siblings side by side, `i = kids + 1 - go_true`, lanes
+//!    stepping until none moves); `==`, `!=` and sets (and ORT's fusion of `BRANCH_EQ` chains),
+//!    and trees whose nodes have two parents, take a pointer walk instead.
 //! 3. The kernel runs blocks of rows, trees outer and rows inner, accumulating in the input's
 //!    float type in tree order exactly as ORT does, then applies ORT's finalisation (base values,
 //!    post transform, the two-class rules) row by row.
@@ -917,7 +918,13 @@ const MAX_INDEX: usize = 1 << 31;
 /// Trees up to this depth (4,095 array nodes) are laid out entirely as a perfect array when the
 /// padding stays within 4x their branches...
 const PERFECT_MAX_DEPTH: usize = 12;
-/// ...other trees get this many array levels, then a pointer walk.
+/// ...other trees get this many array levels, then the tail (or the walk). An array step costs
+/// about half a tail step (the child is computed, not loaded, and no lane checks whether it
+/// moved), so padding pays even in sparse trees. Measured on skl2onnx exports (100 trees, 2,048
+/// rows): random forests of depth 10 (200 branches, all in the array) run 20% slower with 8
+/// array levels; fully grown ones (depth 16-24, 160 branches) 4% slower with 8 and 6% with 6,
+/// and 2% faster with 12 (not worth 4x the memory); ExtraTrees of depth 12 (1,240 branches, a
+/// 48 KB array each, 4.8 MB in all, more than L2) 10-15% slower with 8 or 10 levels and a tail.
 const HYBRID_TOP_LEVELS: usize = 10;
 /// Perfect trees up to this depth without NaN-true nodes are evaluated a block at a time by
 /// column: every node's test for every row, as one bit each (plain loops the compiler turns into
@@ -929,6 +936,11 @@ const VECTOR_MAX_DEPTH: usize = 3;
 const LANES: usize = 16;
 /// Rows per block: the block's rows stay in L1/L2 while every tree visits them.
 const BLOCK_ROWS: usize = 512;
+
+/// What an array exit holds (selects the kernel's loop): a leaf id, a tail node, a walk node.
+const EXIT_LEAF: u8 = 0;
+const EXIT_TAIL: u8 = 1;
+const EXIT_WALK: u8 = 2;
 
 /// An array node: the row goes to child `2i + 1` when `x[feat] <= thr` (or the value is NaN and
 /// `feat` has `NAN_TRUE`), else to `2i + 2`.
@@ -946,6 +958,17 @@ struct Step<T> {
     feat: u32,
     thr: T,
     next: [u32; 2],
+}
+
+/// A tail node (below the array, in trees too deep or too sparse for it): the row goes to
+/// `kids` when `x[feat] <= thr` (or NaN with `NAN_TRUE`), else to `kids + 1`. Siblings sit side
+/// by side, so a node holds one child index and a step is the array's arithmetic. Leaves are
+/// tail nodes too, looping to themselves (`thr` NaN, `kids` their own index - 1).
+#[derive(Clone, Copy, Debug)]
+struct Node<T> {
+    thr: T,
+    feat: u32,
+    kids: u32,
 }
 
 /// A test that is not `x <= t`, evaluated with a `match` (equality and set rules).
@@ -972,10 +995,16 @@ struct TreeCode<T> {
     levels: usize,
     /// Rows must have more values than this (padding nodes read feature 0).
     max_feature: usize,
-    /// Some array node sends NaN to its true side (selects the slower loop).
+    /// Some array or tail node sends NaN to its true side (selects the slower loop).
     nan_in_top: bool,
     top: Vec<Split<T>>,
+    /// Per array exit: a leaf id, or where the tree goes on below the array (a tail or walk node).
     exits: Vec<u32>,
+    /// Below the array, when every test is an order test and no node has two parents.
+    tail: Vec<Node<T>>,
+    /// Per tail node: its leaf id (`u32::MAX` for a branch).
+    tail_leaf: Vec<u32>,
+    /// Below the array otherwise (complex tests, shared children): nodes with two child indices.
     walk: Vec<Step<T>>,
     first_leaf: u32,
     /// Leaf id of walk node `first_leaf + i`.
@@ -1010,19 +1039,15 @@ fn flagged(feature: usize, nan_true: bool) -> u32 {
 
 /// Lays out one tree; `leaf_of` numbers its leaves (spec indices) in the forest's leaf tables.
 fn lay_out<T: Float>(tree: &TreeSpec, shape: &Shape, leaf_of: &mut dyn FnMut(usize) -> u32) -> TreeCode<T> {
-    let levels = if shape.complex {
-        0
-    } else if shape.depth <= PERFECT_MAX_DEPTH && (1usize << shape.depth) <= 4 * shape.branches.max(16) {
-        shape.depth
-    } else {
-        shape.depth.min(HYBRID_TOP_LEVELS)
-    };
+    let levels = array_levels(shape);
     let mut code = TreeCode {
         levels,
         max_feature: shape.max_feature,
         nan_in_top: false,
         top: Vec::with_capacity((1 << levels) - 1),
         exits: Vec::with_capacity(1 << levels),
+        tail: Vec::new(),
+        tail_leaf: Vec::new(),
         walk: Vec::new(),
         first_leaf: 0,
         walk_leaf: Vec::new(),
@@ -1066,6 +1091,10 @@ fn lay_out<T: Float>(tree: &TreeSpec, shape: &Shape, leaf_of: &mut dyn FnMut(usi
                 })
                 .collect();
         }
+        return code;
+    }
+    if !shape.complex && single_parents(tree) {
+        lay_tail(tree, &level, leaf_of, &mut code);
         return code;
     }
     // Walk: branches below the exits in pre-order (true child first, so a path's nodes sit
@@ -1127,6 +1156,82 @@ fn lay_out<T: Float>(tree: &TreeSpec, shape: &Shape, leaf_of: &mut dyn FnMut(usi
     code
 }
 
+/// How many levels of a tree go in the array: all of a tree the padding does not swell much,
+/// else the top levels (the array's step is the cheapest; see [`HYBRID_TOP_LEVELS`]).
+fn array_levels(shape: &Shape) -> usize {
+    if shape.complex {
+        0
+    } else if shape.depth <= PERFECT_MAX_DEPTH && (1usize << shape.depth) <= 4 * shape.branches.max(16) {
+        shape.depth
+    } else {
+        shape.depth.min(HYBRID_TOP_LEVELS)
+    }
+}
+
+/// Whether no reachable node has two parents (or one parent twice): a tail node sits beside its
+/// sibling, so it can have only one.
+fn single_parents(tree: &TreeSpec) -> bool {
+    let mut parents = vec![false; tree.nodes.len()];
+    let mut stack = vec![0usize];
+    while let Some(i) = stack.pop() {
+        if let NodeSpec::Branch { true_child, false_child, .. } = tree.nodes[i] {
+            for c in [true_child, false_child] {
+                if std::mem::replace(&mut parents[c], true) {
+                    return false;
+                }
+                stack.push(c);
+            }
+        }
+    }
+    true
+}
+
+/// The tail below the array's exits (`level`: spec nodes, a padded leaf repeated): the exits'
+/// nodes, then each branch's children side by side (the side its test selects first), depth
+/// first with that child first, so that a path's nodes sit together.
+fn lay_tail<T: Float>(tree: &TreeSpec, level: &[usize], leaf_of: &mut dyn FnMut(usize) -> u32, code: &mut TreeCode<T>) {
+    let mut tail_of = vec![u32::MAX; tree.nodes.len()];
+    // The spec node at each tail slot.
+    let mut order = Vec::new();
+    for &i in level {
+        if tail_of[i] == u32::MAX {
+            tail_of[i] = order.len() as u32;
+            order.push(i);
+        }
+    }
+    code.exits = level.iter().map(|&i| tail_of[i]).collect();
+    let blank = Node { thr: T::NAN, feat: 0, kids: 0 };
+    code.tail = vec![blank; order.len()];
+    let mut stack: Vec<usize> = order.iter().rev().copied().collect();
+    while let Some(i) = stack.pop() {
+        let at = tail_of[i] as usize;
+        match &tree.nodes[i] {
+            NodeSpec::Branch { feature, rule, missing_tracks_true, true_child, false_child } => {
+                let (thr, nan_true, [t, f]) = normalize::<T>(rule, *missing_tracks_true, *true_child, *false_child)
+                    .expect("trees with complex tests have no tail");
+                code.nan_in_top |= nan_true;
+                let kids = order.len() as u32;
+                code.tail[at] = Node { thr, feat: flagged(*feature, nan_true), kids };
+                tail_of[t] = kids;
+                tail_of[f] = kids + 1;
+                order.extend([t, f]);
+                code.tail.extend([blank; 2]);
+                stack.push(f);
+                stack.push(t);
+            }
+            // `x <= NaN` never holds: the row goes to `kids + 1`, here.
+            NodeSpec::Leaf { .. } => code.tail[at].kids = (at as u32).wrapping_sub(1),
+        }
+    }
+    code.tail_leaf = order
+        .iter()
+        .map(|&i| match tree.nodes[i] {
+            NodeSpec::Leaf { .. } => leaf_of(i),
+            NodeSpec::Branch { .. } => u32::MAX,
+        })
+        .collect();
+}
+
 impl<T: Float> TreeCode<T> {
     /// Whether [`TreeCode::leaves_by_column`] applies.
     fn by_column(&self) -> bool {
@@ -1158,40 +1263,52 @@ impl<T: Float> TreeCode<T> {
     /// column: row `r`'s feature `f` is `xt[f * BLOCK_ROWS + r]`.
     fn leaves(&self, xt: &[T], out: &mut [u32]) {
         // What makes the unchecked reads in `lanes` and `step` sound: every column a node reads
-        // is in `xt` and every row is inside a column. (Array and walk indices are in range by
-        // construction; see `lay_out`.)
+        // is in `xt` and every row is inside a column. (Array, tail and walk indices are in range
+        // by construction; see `lay_out` and `lay_tail`.)
         assert!(
             xt.len() >= self.max_feature * BLOCK_ROWS + out.len() && out.len() <= BLOCK_ROWS,
             "the block does not hold the tree's features"
         );
-        // Testing every node pays when there are rows enough to fill vectors.
-        if self.by_column() && out.len() >= 2 * LANES {
-            self.leaves_by_column(xt, out)
-        } else if self.nan_in_top {
-            self.leaves_with::<true>(xt, out)
-        } else {
-            self.leaves_with::<false>(xt, out)
+        // Testing every node pays when there are rows enough to fill vectors. Otherwise one
+        // loop per case, each compiled to the code it needs (the array-only loop ran 5% slower
+        // sharing its body with the tail's).
+        match (self.nan_in_top, !self.tail.is_empty(), !self.walk.is_empty()) {
+            _ if self.by_column() && out.len() >= 2 * LANES => self.leaves_by_column(xt, out),
+            (false, false, false) => self.leaves_with::<false, EXIT_LEAF>(xt, out),
+            (true, false, false) => self.leaves_with::<true, EXIT_LEAF>(xt, out),
+            (false, true, _) => self.leaves_with::<false, EXIT_TAIL>(xt, out),
+            (true, true, _) => self.leaves_with::<true, EXIT_TAIL>(xt, out),
+            (nan, false, true) => {
+                if nan {
+                    self.leaves_with::<true, EXIT_WALK>(xt, out)
+                } else {
+                    self.leaves_with::<false, EXIT_WALK>(xt, out)
+                }
+            }
         }
     }
 
-    fn leaves_with<const NAN: bool>(&self, xt: &[T], out: &mut [u32]) {
+    /// One function per case (not inlined): its lane loop gets registers to itself (inlined in
+    /// one body with the others, the array-only loop ran 2-5% slower).
+    #[inline(never)]
+    fn leaves_with<const NAN: bool, const EXIT: u8>(&self, xt: &[T], out: &mut [u32]) {
         let mut lanes = out.chunks_exact_mut(LANES);
         let mut r = 0;
         for chunk in &mut lanes {
-            self.lanes::<NAN, LANES>(xt, r, chunk);
+            self.lanes::<NAN, EXIT, LANES>(xt, r, chunk);
             r += LANES;
         }
         for o in lanes.into_remainder() {
-            self.lanes::<NAN, 1>(xt, r, std::slice::from_mut(o));
+            self.lanes::<NAN, EXIT, 1>(xt, r, std::slice::from_mut(o));
             r += 1;
         }
     }
 
-    /// Rows `r..r + N` in lock step: through the array levels, then (deep trees) the walk until
-    /// every lane sits on a leaf. Reading by column, lane `g`'s value is at a constant offset
-    /// from `xt[column + r]`: no per-row base to carry.
+    /// Rows `r..r + N` in lock step: through the array levels, then (deeper trees) the tail or
+    /// the walk until every lane sits on a leaf. Reading by column, lane `g`'s value is at a
+    /// constant offset from `xt[column + r]`: no per-row base to carry.
     #[inline(always)]
-    fn lanes<const NAN: bool, const N: usize>(&self, xt: &[T], r: usize, out: &mut [u32]) {
+    fn lanes<const NAN: bool, const EXIT: u8, const N: usize>(&self, xt: &[T], r: usize, out: &mut [u32]) {
         let mut idx = [0usize; N];
         for _ in 0..self.levels {
             for (g, i) in idx.iter_mut().enumerate() {
@@ -1209,7 +1326,15 @@ impl<T: Float> TreeCode<T> {
             }
         }
         let first_exit = (1usize << self.levels) - 1;
-        if self.walk.is_empty() {
+        if EXIT == EXIT_TAIL {
+            let mut at: [u32; N] = std::array::from_fn(|g| self.exits[idx[g] - first_exit]);
+            self.tail_walk::<NAN, N>(xt, r, &mut at);
+            for (o, a) in out.iter_mut().zip(at) {
+                *o = self.tail_leaf[a as usize];
+            }
+            return;
+        }
+        if EXIT == EXIT_LEAF {
             for (o, i) in out.iter_mut().zip(idx) {
                 *o = self.exits[i - first_exit];
             }
@@ -1226,6 +1351,31 @@ impl<T: Float> TreeCode<T> {
         }
     }
 
+    /// Rows `r..r + M` from tail nodes `at` to their leaves, in lock step until none moves.
+    #[inline(always)]
+    fn tail_walk<const NAN: bool, const M: usize>(&self, xt: &[T], r: usize, at: &mut [u32; M]) {
+        loop {
+            let mut moved = false;
+            for (g, a) in at.iter_mut().enumerate() {
+                // SAFETY: tail indices stay in the tail (a branch's `kids + 1` is a slot laid
+                // out after it, a leaf loops to itself); the node's column is in xt and r + g <
+                // out.len() (asserted in `leaves`).
+                let (s, v) = unsafe {
+                    let s = *self.tail.get_unchecked(*a as usize);
+                    let column = if NAN { s.feat & FEAT_MASK } else { s.feat };
+                    (s, *xt.get_unchecked(column as usize + r + g))
+                };
+                let go_true = (v <= s.thr) | (NAN & (s.feat & NAN_TRUE != 0) & v.is_nan());
+                let next = s.kids.wrapping_add(1 - go_true as u32);
+                moved |= next != *a;
+                *a = next;
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
     #[inline(always)]
     fn step(&self, i: u32, xt: &[T], r: usize) -> u32 {
         let s = self.walk[i as usize];
@@ -1239,8 +1389,23 @@ impl<T: Float> TreeCode<T> {
         s.next[!go_true as usize]
     }
 
-    /// [`TreeCode::step`] reading a row as given.
+    /// Whether a row at tail or walk node `i` (as the exits give it) has yet to reach its leaf.
+    fn walking(&self, i: u32) -> bool {
+        if !self.tail.is_empty() {
+            self.tail_leaf[i as usize] == u32::MAX
+        } else {
+            !self.walk.is_empty() && i < self.first_leaf
+        }
+    }
+
+    /// [`TreeCode::step`], or the tail's, reading a row as given.
     fn step_row(&self, i: u32, row: &[T]) -> u32 {
+        if !self.tail.is_empty() {
+            let s = self.tail[i as usize];
+            let v = row[(s.feat & FEAT_MASK) as usize / BLOCK_ROWS];
+            let go_true = (v <= s.thr) | ((s.feat & NAN_TRUE != 0) & v.is_nan());
+            return s.kids.wrapping_add(1 - go_true as u32);
+        }
         let s = self.walk[i as usize];
         if s.feat & COMPLEX != 0 {
             let c = &self.complex[(s.feat & FEAT_MASK) as usize];
@@ -1331,7 +1496,9 @@ impl<T: Float> Code<T> {
                 }
             }
         }
-        if code.leaf_value.len() >= MAX_INDEX || code.trees.iter().any(|t| t.walk.len() >= MAX_INDEX) {
+        if code.leaf_value.len() >= MAX_INDEX
+            || code.trees.iter().any(|t| t.walk.len() >= MAX_INDEX || t.tail.len() >= MAX_INDEX)
+        {
             return Err("the forest is too large".into());
         }
         Ok(code)
@@ -1509,19 +1676,25 @@ fn leaves_across<T: Float>(trees: &[TreeCode<T>], row: &[T], out: &mut [u32]) {
     let mut walking = false;
     for (g, t) in trees.iter().enumerate() {
         at[g] = t.exits[idx[g] + 1 - (1 << t.levels)];
-        walking |= !t.walk.is_empty() && at[g] < t.first_leaf;
+        walking |= t.walking(at[g]);
     }
     while walking {
         walking = false;
         for (g, t) in trees.iter().enumerate() {
-            if !t.walk.is_empty() && at[g] < t.first_leaf {
+            if t.walking(at[g]) {
                 at[g] = t.step_row(at[g], row);
-                walking |= at[g] < t.first_leaf;
+                walking |= t.walking(at[g]);
             }
         }
     }
     for (g, t) in trees.iter().enumerate() {
-        out[g] = if t.walk.is_empty() { at[g] } else { t.walk_leaf[(at[g] - t.first_leaf) as usize] };
+        out[g] = if !t.tail.is_empty() {
+            t.tail_leaf[at[g] as usize]
+        } else if t.walk.is_empty() {
+            at[g]
+        } else {
+            t.walk_leaf[(at[g] - t.first_leaf) as usize]
+        };
     }
 }
 
