@@ -294,9 +294,13 @@ impl Model {
                 return Err(Error::Cancelled { model: label.into() });
             }
             let end = (start + pacer.rows).min(scored_rows.len());
-            let began = Instant::now();
+            // Timing only sizes the next run: a call done in one run (every per-row call)
+            // skips the clock.
+            let began = (end < scored_rows.len()).then(Instant::now);
             self.run_chunk(&call, &scored_rows[start..end], &mut scored)?;
-            pacer.observe(end - start, began.elapsed());
+            if let Some(began) = began {
+                pacer.observe(end - start, began.elapsed());
+            }
             start = end;
         }
         if !any_null {

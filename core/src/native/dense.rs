@@ -28,6 +28,20 @@ fn dot_rows_fma(x: &[f32], rows: usize, cols: usize, w: &[f32], targets: usize, 
 
 #[inline(always)]
 fn dot_rows_body(x: &[f32], rows: usize, cols: usize, w: &[f32], targets: usize, out: &mut [f32]) {
+    // A few rows (per-row SQL calls): no block to transpose, the same sums one by one.
+    if rows < 8 {
+        for r in 0..rows {
+            let xr = &x[r * cols..(r + 1) * cols];
+            for t in 0..targets {
+                let mut acc = 0f32;
+                for (xv, wv) in xr.iter().zip(&w[t * cols..(t + 1) * cols]) {
+                    acc = xv.mul_add(*wv, acc);
+                }
+                out[r * targets + t] = acc;
+            }
+        }
+        return;
+    }
     let mut xt = vec![0f32; cols * BLOCK];
     let mut acc = [0f32; BLOCK];
     let mut start = 0;
