@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
+use super::post::{logistic, probit, softmax, softmax_zero};
 use super::proto::NodeProto;
 use super::tensor::{Data, Tensor};
 use super::Kernel;
@@ -2049,30 +2050,8 @@ impl TreeKernel {
 // ORT's post transforms (ml_common.h), in float
 // ---------------------------------------------------------------------------------------------
 
-fn logistic(v: f32) -> f32 {
-    let e = 1.0 / (1.0 + (-v.abs()).exp());
-    if v < 0.0 {
-        1.0 - e
-    } else {
-        e
-    }
-}
-
-/// ORT's `ErfInv` (Winitzki's approximation, a = 0.147) in float; ORT 1.32 uses π = float(M_PI).
-fn erf_inv(x: f32) -> f32 {
-    let sgn = if x < 0.0 { -1.0f32 } else { 1.0 };
-    let x = (1.0 - x) * (1.0 + x);
-    let log = x.ln();
-    let v = 2.0 / (std::f32::consts::PI * 0.147) + 0.5 * log;
-    let v2 = 1.0 / 0.147 * log;
-    let v3 = -v + (v * v - v2).sqrt();
-    sgn * v3.sqrt()
-}
-
-fn probit(v: f32) -> f32 {
-    // ORT's `ml_sqrt2` is 1.41421356f, the same float as SQRT_2.
-    std::f32::consts::SQRT_2 * erf_inv(2.0 * v - 1.0)
-}
+// The scalar transforms are shared with the other ML kernels (post.rs): ORT's tree kernels use
+// the same `ComputeLogistic`/`ComputeProbit`/`ComputeSoftmax` (not MLAS's batched logistic).
 
 /// Transforms of two or more scores.
 fn transform_many(s: &mut [f32], post: PostTransform) {
@@ -2080,29 +2059,8 @@ fn transform_many(s: &mut [f32], post: PostTransform) {
         PostTransform::None => {}
         PostTransform::Logistic => s.iter_mut().for_each(|v| *v = logistic(*v)),
         PostTransform::Probit => s.iter_mut().for_each(|v| *v = probit(*v)),
-        PostTransform::Softmax => {
-            let max = s.iter().fold(-f32::MAX, |m, v| if *v > m { *v } else { m });
-            let mut sum = 0.0f32;
-            for v in s.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v;
-            }
-            s.iter_mut().for_each(|v| *v /= sum);
-        }
-        PostTransform::SoftmaxZero => {
-            let max = s.iter().fold(-f32::MAX, |m, v| if *v > m { *v } else { m });
-            let exp_neg_max = (-max).exp();
-            let mut sum = 0.0f32;
-            for v in s.iter_mut() {
-                if *v > 0.0000001 || *v < -0.0000001 {
-                    *v = (*v - max).exp();
-                    sum += *v;
-                } else {
-                    *v *= exp_neg_max;
-                }
-            }
-            s.iter_mut().for_each(|v| *v /= sum);
-        }
+        PostTransform::Softmax => softmax(s),
+        PostTransform::SoftmaxZero => softmax_zero(s),
     }
 }
 
