@@ -190,6 +190,7 @@ fn synthetic_forest(trees: usize, nodes: usize, width: usize) -> ModelProto {
                         .collect(),
                 }),
             })),
+            denotation: String::new(),
         })
     };
     ModelProto {

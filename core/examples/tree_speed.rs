@@ -174,6 +174,7 @@ fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
                 elem_type: elem,
                 shape: Some(TensorShapeProto { dim }),
             })),
+            denotation: String::new(),
         }),
     }
 }

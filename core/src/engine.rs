@@ -241,7 +241,12 @@ fn prepare(bytes: &Arc<[u8]>) -> (Arc<[u8]>, std::result::Result<Arc<Plan>, Unsu
         Some((p, b)) => (p, Arc::from(b)),
         None => (proto, bytes.clone()),
     };
-    (bytes, Plan::compile(&proto).map(Arc::new))
+    // The rewrites run kernels on the model's constants: a bug there must cost the model its
+    // native plan, not its loading.
+    let plan = std::panic::catch_unwind(|| Plan::compile(&proto)).unwrap_or_else(|_| {
+        Err(Unsupported { op: "the native compiler".into(), reason: "it panicked on this graph".into() })
+    });
+    (bytes, plan.map(Arc::new))
 }
 
 fn build_session(label: &str, bytes: &[u8], intra_threads: usize) -> Result<ort::session::Session> {

@@ -211,6 +211,7 @@ fn tensor_type(elem: i32, dims: &[i64]) -> Option<TypeProto> {
                     .collect(),
             }),
         })),
+        denotation: String::new(),
     })
 }
 
@@ -305,4 +306,61 @@ fn converter_exports_run_natively_and_agree_with_onnxruntime() {
         assert_same(name, &model, &batch(&wide, false));
     }
     assert!(fallbacks.is_empty(), "these exports do not run natively:\n{}", fallbacks.join("\n"));
+}
+
+/// Shapes come from the model: a regressor declaring 2^40 targets must not make the process
+/// allocate them (an abort kills the database). ONNX Runtime refuses it or fails its own
+/// allocation as an error; the native evaluator refuses it at compile time.
+#[test]
+fn a_model_cannot_size_native_allocations() {
+    use sqlscore_core::native::proto::AttributeProto;
+    let ints = |name: &str, v: Vec<i64>| AttributeProto { name: name.into(), ints: v, r#type: 7, ..Default::default() };
+    let node = NodeProto {
+        input: vec!["X".into()],
+        output: vec!["Y".into()],
+        op_type: "TreeEnsembleRegressor".into(),
+        domain: "ai.onnx.ml".into(),
+        attribute: vec![
+            ints("nodes_treeids", vec![0]),
+            ints("nodes_nodeids", vec![0]),
+            ints("nodes_featureids", vec![0]),
+            ints("nodes_truenodeids", vec![0]),
+            ints("nodes_falsenodeids", vec![0]),
+            AttributeProto { name: "nodes_values".into(), floats: vec![0.0], r#type: 6, ..Default::default() },
+            AttributeProto {
+                name: "nodes_modes".into(),
+                strings: vec![b"LEAF".to_vec()],
+                r#type: 8,
+                ..Default::default()
+            },
+            ints("target_treeids", vec![0]),
+            ints("target_nodeids", vec![0]),
+            ints("target_ids", vec![0]),
+            AttributeProto { name: "target_weights".into(), floats: vec![1.0], r#type: 6, ..Default::default() },
+            AttributeProto { name: "n_targets".into(), i: 1 << 40, r#type: 2, ..Default::default() },
+        ],
+        ..Default::default()
+    };
+    let err = sqlscore_core::native::tree::compile(&node).err().expect("refused");
+    assert!(err.contains("targets"), "{err}");
+    let bytes = ModelProto {
+        ir_version: 8,
+        opset_import: vec![
+            OperatorSetIdProto { domain: String::new(), version: 17 },
+            OperatorSetIdProto { domain: "ai.onnx.ml".into(), version: 3 },
+        ],
+        graph: Some(GraphProto {
+            node: vec![node],
+            name: "g".into(),
+            input: vec![ValueInfoProto { name: "X".into(), r#type: tensor_type(dtype::FLOAT, &[-1, 3]) }],
+            output: vec![ValueInfoProto { name: "Y".into(), r#type: tensor_type(dtype::FLOAT, &[-1, 1]) }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // Loading either fails cleanly or leaves the model on ONNX Runtime; the process survives.
+    if let Ok(model) = Engine::default().load_bytes("bomb", &bytes) {
+        assert_eq!(model.engine(Evaluator::Auto).0, "onnxruntime");
+    }
 }

@@ -84,6 +84,7 @@ fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
                 elem_type: elem,
                 shape: Some(TensorShapeProto { dim }),
             })),
+            denotation: String::new(),
         }),
     }
 }
@@ -1085,10 +1086,8 @@ fn large_forest_compiles_quickly() {
     let node = node("TreeEnsembleRegressor", attrs);
     let started = std::time::Instant::now();
     let kernel = tree::compile(&node).unwrap();
-    let took = started.elapsed();
-    if !cfg!(debug_assertions) {
-        assert!(took.as_secs_f64() < 1.0, "compiling 500 x 5,000 nodes took {took:?}");
-    }
+    // Printed, not asserted: tests make no timing claims (`sqlscore bench-native` measures it).
+    eprintln!("compiling 500 x 5,000 nodes took {:?}", started.elapsed());
     let x = input(&random_rows(&mut rng, 10, width, 0.0), 10, width, FLOAT);
     assert_eq!(kernel.run(&[&x]).unwrap()[0].shape, vec![10, 1]);
 }

@@ -97,6 +97,8 @@ fn single_tree_leaves(node: &NodeProto) -> Option<Vec<(i64, f32)>> {
         || node.attr("target_weights_as_tensor").is_some()
         || node.attr("base_values_as_tensor").is_some()
         || node.ints("target_ids").iter().any(|t| *t != 0)
+        || node.input.len() != 1
+        || !matches!(node.string("aggregate_function").as_deref(), None | Some("SUM") | Some("AVERAGE"))
     {
         return None;
     }
@@ -251,12 +253,21 @@ fn merge_sums(
         }
         let trees: Option<Vec<usize>> = graph.node[s].input.iter().map(|v| folded.get(v).copied()).collect();
         let Some(trees) = trees else { continue };
+        // Each tree's value must feed this Sum only (and once), or merging would lose a reader.
+        let readers = |v: &String| graph.node.iter().map(|n| n.input.iter().filter(|i| *i == v).count()).sum::<usize>();
+        let outputs: HashSet<&String> = graph.output.iter().map(|o| &o.name).collect();
+        if graph.node[s].input.iter().any(|v| readers(v) != 1 || outputs.contains(v)) {
+            continue;
+        }
         // Each tree reads X directly or Gather(X, constant columns, axis 1).
         let mut source: Option<String> = None;
         let mut maps: Vec<Option<Vec<i64>>> = Vec::new();
         let mut ok = true;
         for &t in &trees {
-            let input = &graph.node[t].input[0];
+            let Some(input) = graph.node[t].input.first() else {
+                ok = false;
+                break;
+            };
             let (x, map) = match producers.get(input).map(|p| &graph.node[*p]) {
                 Some(g) if g.op_type == "Gather" && g.int("axis", 0) == 1 && g.input.len() == 2 => {
                     let idx = consts.get(&g.input[1]).and_then(|c| tensor_from_proto(c).ok());

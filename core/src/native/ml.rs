@@ -24,7 +24,13 @@ pub fn compile(node: &NodeProto) -> R<Box<dyn Kernel>> {
         "ArrayFeatureExtractor" => Box::new(ArrayFeatureExtractor),
         "Imputer" => Box::new(Imputer::new(node)?),
         "Binarizer" => Box::new(Binarizer { threshold: node.float("threshold", 0.0) }),
-        "FeatureVectorizer" => Box::new(FeatureVectorizer { dims: node.ints("inputdimensions").to_vec() }),
+        "FeatureVectorizer" => {
+            let dims = node.ints("inputdimensions");
+            if dims.iter().any(|d| *d < 0 || *d > super::tensor::MAX_ELEMENTS as i64) {
+                return Err(format!("FeatureVectorizer: inputdimensions {dims:?}"));
+            }
+            Box::new(FeatureVectorizer { dims: dims.iter().map(|d| *d as usize).collect() })
+        }
         _ => return Err(String::new()),
     })
 }
@@ -414,7 +420,7 @@ impl Kernel for OneHot {
     fn run(&self, inputs: &[&Tensor]) -> R<Vec<Tensor>> {
         let x = arg(inputs, "OneHotEncoder")?;
         let n = x.len();
-        let mut out = vec![0f32; n * self.count];
+        let mut out = vec![0f32; super::tensor::check_elements(n.checked_mul(self.count), "a OneHotEncoder result")?];
         let mut set = |i: usize, hit: Option<&usize>| -> R<()> {
             match hit {
                 Some(c) => out[i * self.count + c] = 1.0,
@@ -437,12 +443,12 @@ impl Kernel for OneHot {
             // Floats are truncated to int64 before the lookup, as in ONNX Runtime.
             Data::F32(v) => {
                 for (i, s) in v.iter().enumerate() {
-                    set(i, self.ints.get(&(*s as i64)))?;
+                    set(i, self.ints.get(&super::ops::f64_to_i64(*s as f64)))?;
                 }
             }
             Data::F64(v) => {
                 for (i, s) in v.iter().enumerate() {
-                    set(i, self.ints.get(&(*s as i64)))?;
+                    set(i, self.ints.get(&super::ops::f64_to_i64(*s)))?;
                 }
             }
             Data::Bool(_) => return Err("OneHotEncoder on bool".into()),
@@ -516,6 +522,14 @@ impl LabelEncoder {
             Column::Floats(v) => v.iter().enumerate().map(|(i, k)| (Key::Float(float_key(*k)), i)).collect(),
             Column::Strings(v) => v.iter().enumerate().map(|(i, k)| (Key::Str(k.clone()), i)).collect(),
         };
+        let len = |c: &Column| match c {
+            Column::Ints(v) => v.len(),
+            Column::Floats(v) => v.len(),
+            Column::Strings(v) => v.len(),
+        };
+        if len(&keys) != len(&values) {
+            return Err(format!("LabelEncoder: {} keys and {} values", len(&keys), len(&values)));
+        }
         let default = if let Some(t) = node.tensor("default_tensor") {
             tensor_column(t).ok_or("LabelEncoder: default_tensor of an unsupported type")?
         } else {
@@ -527,6 +541,9 @@ impl LabelEncoder {
                 }
             }
         };
+        if len(&default) != 1 {
+            return Err("LabelEncoder: the default must be one value".into());
+        }
         Ok(LabelEncoder { map, values, default })
     }
 }
@@ -698,20 +715,27 @@ impl Kernel for Binarizer {
 }
 
 struct FeatureVectorizer {
-    dims: Vec<i64>,
+    dims: Vec<usize>,
 }
 
 impl Kernel for FeatureVectorizer {
     fn run(&self, inputs: &[&Tensor]) -> R<Vec<Tensor>> {
         let rows = inputs.first().map(|t| rows_cols(t).0).ok_or("FeatureVectorizer: no input")?;
+        if self.dims.len() != inputs.len() || inputs.iter().any(|t| rows_cols(t).0 != rows) {
+            return Err(format!(
+                "FeatureVectorizer: {} inputdimensions for {} inputs of {rows} rows",
+                self.dims.len(),
+                inputs.len()
+            ));
+        }
         let widths: Vec<usize> = inputs.iter().map(|t| rows_cols(t).1).collect();
-        let total: usize = self.dims.iter().map(|d| *d as usize).sum::<usize>().max(widths.iter().sum());
-        let mut out = vec![0f32; rows * total];
+        let total: usize = self.dims.iter().sum();
+        let mut out = vec![0f32; super::tensor::check_elements(rows.checked_mul(total), "a FeatureVectorizer result")?];
         let mut offset = 0;
         for (i, t) in inputs.iter().enumerate() {
             let v = to_f32(t)?;
             let w = widths[i];
-            let d = self.dims.get(i).map_or(w, |d| *d as usize);
+            let d = self.dims[i];
             for r in 0..rows {
                 for c in 0..d.min(w) {
                     out[r * total + offset + c] = v[r * w + c];

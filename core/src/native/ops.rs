@@ -92,7 +92,7 @@ impl Kernel for Identity {
 
 /// Float to integer as ONNX Runtime does on x86-64 (cvttss2si): truncation, and the "integer
 /// indefinite" value for NaN and out-of-range inputs.
-fn f64_to_i64(x: f64) -> i64 {
+pub(crate) fn f64_to_i64(x: f64) -> i64 {
     if x.is_nan() || !(i64::MIN as f64..i64::MAX as f64).contains(&x) {
         i64::MIN
     } else {
@@ -221,6 +221,9 @@ impl Kernel for Squeeze {
         } else {
             axes.iter().map(|a| norm_axis(*a, rank)).collect::<R<_>>()?
         };
+        if let Some(a) = drop.iter().find(|a| x.shape[**a] != 1) {
+            return Err(format!("Squeeze: axis {a} has size {}, not 1", x.shape[*a]));
+        }
         let shape = x.shape.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, d)| *d).collect();
         Ok(vec![Tensor::new(shape, x.data.clone())])
     }
@@ -288,7 +291,10 @@ impl Kernel for Concat {
                 return Err(format!("Concat: shapes {:?} and {:?} do not fit on axis {a}", first.shape, t.shape));
             }
         }
-        let total: usize = inputs.iter().map(|t| t.len()).sum();
+        let total = super::tensor::check_elements(
+            inputs.iter().try_fold(0usize, |a, t| a.checked_add(t.len())),
+            "a Concat result",
+        )?;
         let mut data = empty_like(&first.data, total);
         let blocks: Vec<usize> = inputs.iter().map(|t| t.shape[a..].iter().product()).collect();
         for o in 0..outer {
@@ -326,7 +332,8 @@ impl Kernel for Gather {
                 }
             })
             .collect::<R<_>>()?;
-        let mut data = empty_like(&x.data, outer * idx.len() * inner);
+        let total = outer.checked_mul(idx.len()).and_then(|v| v.checked_mul(inner));
+        let mut data = empty_like(&x.data, super::tensor::check_elements(total, "a Gather result")?);
         for o in 0..outer {
             for &j in &idx {
                 extend_from(&mut data, &x.data, (o * dim + j) * inner, inner)?;
@@ -525,6 +532,7 @@ fn broadcast(a: &[usize], b: &[usize]) -> R<Vec<usize>> {
             _ => return Err(format!("shapes {a:?} and {b:?} cannot be broadcast")),
         };
     }
+    super::tensor::check_elements(super::tensor::checked_product(&out), "a broadcast result")?;
     Ok(out)
 }
 
@@ -850,8 +858,15 @@ impl Kernel for Gemm {
             return Err(format!("matrix product of shapes {:?} and {:?}", a.shape, b.shape));
         }
         let (av, bv) = (as_f64(a)?, as_f64(b)?);
+        super::tensor::check_elements(n.checked_mul(m), "a matrix product")?;
         let c = match inputs.get(2) {
-            Some(c) if !self.matmul => Some((as_f64(c)?, broadcast_index(&c.shape, &[n, m]))),
+            Some(c) if !self.matmul => {
+                // C must broadcast to [n, m] (ONNX Runtime refuses other shapes).
+                if c.shape.len() > 2 || broadcast(&c.shape, &[n, m])? != [n, m] {
+                    return Err(format!("Gemm: C of shape {:?} does not broadcast to [{n}, {m}]", c.shape));
+                }
+                Some((as_f64(c)?, broadcast_index(&c.shape, &[n, m])))
+            }
             _ => None,
         };
         let mut out = vec![0f64; n * m];

@@ -78,7 +78,10 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, String> {
     if t.data_location != 0 {
         return Err("external data".into());
     }
-    let shape: Vec<usize> = t.dims.iter().map(|d| (*d).max(0) as usize).collect();
+    if t.dims.iter().any(|d| *d < 0) {
+        return Err(format!("tensor '{}' has a negative dimension {:?}", t.name, t.dims));
+    }
+    let shape: Vec<usize> = t.dims.iter().map(|d| *d as usize).collect();
     let data = match t.data_type {
         dtype::FLOAT => Data::F32(t.to_f32().ok_or("float tensor")?),
         dtype::DOUBLE => Data::F64(t.to_f64().ok_or("double tensor")?),
@@ -87,7 +90,7 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, String> {
         dtype::STRING => Data::Str(t.to_strings().ok_or("string tensor")?),
         other => return Err(format!("tensor of data type {other}")),
     };
-    if data.len() != shape.iter().product::<usize>() {
+    if Some(data.len()) != super::tensor::checked_product(&shape) {
         return Err(format!("tensor '{}' has {} values for shape {shape:?}", t.name, data.len()));
     }
     Ok(Tensor::new(shape, data))
@@ -219,6 +222,10 @@ impl Plan {
                 return Err(format!("{} returned {} outputs, {} expected", step.op, outs.len(), step.outputs.len()));
             }
             for (&s, t) in step.outputs.iter().zip(outs) {
+                // Every later kernel indexes by shape: a kernel's shape must describe its data.
+                if super::tensor::checked_product(&t.shape) != Some(t.len()) {
+                    return Err(format!("{}: an output of shape {:?} holds {} values", step.op, t.shape, t.len()));
+                }
                 vals[s] = Some(Cow::Owned(t));
             }
             for &s in &self.frees[i] {

@@ -1,6 +1,8 @@
 //! The ONNX protobuf messages the native evaluator reads, declared by hand with `prost` (field
-//! numbers from onnx.proto3) so the build needs no `protoc`. Only what a tabular graph needs is
-//! declared; prost skips every other field unread. [`crate::graph_check`] has already refused
+//! numbers from onnx.proto3) so the build needs no `protoc`. What a tabular graph needs is
+//! declared with its type; every other field that carries meaning (sparse and type-proto
+//! attributes, function overloads, optional/sparse/opaque types) is declared as opaque bytes, so
+//! the ZipMap rewrite re-encodes a model without dropping it. Doc strings are dropped. [`crate::graph_check`] has already refused
 //! external data before any of this is decoded.
 
 #![allow(missing_docs)]
@@ -81,6 +83,8 @@ pub struct NodeProto {
     pub attribute: Vec<AttributeProto>,
     #[prost(string, tag = "7")]
     pub domain: String,
+    #[prost(string, tag = "8")]
+    pub overload: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -112,6 +116,14 @@ pub struct AttributeProto {
     pub r#type: i32,
     #[prost(string, tag = "21")]
     pub ref_attr_name: String,
+    #[prost(bytes = "vec", optional, tag = "14")]
+    pub tp: Option<Vec<u8>>,
+    #[prost(bytes = "vec", repeated, tag = "15")]
+    pub type_protos: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "22")]
+    pub sparse_tensor: Option<Vec<u8>>,
+    #[prost(bytes = "vec", repeated, tag = "23")]
+    pub sparse_tensors: Vec<Vec<u8>>,
 }
 
 /// ONNX `TensorProto.DataType` values used here.
@@ -163,8 +175,10 @@ pub struct ValueInfoProto {
 
 #[derive(Clone, PartialEq, Message)]
 pub struct TypeProto {
-    #[prost(oneof = "type_proto::Value", tags = "1, 4, 5")]
+    #[prost(oneof = "type_proto::Value", tags = "1, 4, 5, 7, 8, 9")]
     pub value: Option<type_proto::Value>,
+    #[prost(string, tag = "6")]
+    pub denotation: String,
 }
 
 pub mod type_proto {
@@ -178,6 +192,13 @@ pub mod type_proto {
         SequenceType(Box<Sequence>),
         #[prost(message, tag = "5")]
         MapType(Box<Map>),
+        /// Kept as bytes: never read, only carried through a rewrite.
+        #[prost(bytes, tag = "7")]
+        OpaqueType(Vec<u8>),
+        #[prost(bytes, tag = "8")]
+        SparseTensorType(Vec<u8>),
+        #[prost(bytes, tag = "9")]
+        OptionalType(Vec<u8>),
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -267,8 +288,9 @@ impl NodeProto {
 }
 
 impl TensorProto {
+    /// Values the dims declare (saturating: a huge product is refused where it is used).
     pub fn len(&self) -> usize {
-        self.dims.iter().map(|d| (*d).max(0) as usize).product()
+        self.dims.iter().try_fold(1usize, |a, d| a.checked_mul((*d).max(0) as usize)).unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {

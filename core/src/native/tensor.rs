@@ -12,6 +12,24 @@ pub enum Data {
     Str(Vec<String>),
 }
 
+/// Most values one kernel may produce in one run (1 GiB of f32). Shapes come from the model
+/// (attributes, constants): a crafted one must get an error, never an allocation that aborts
+/// the database process.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// `Err` unless `n` values fit the budget.
+pub fn check_elements(n: Option<usize>, what: &str) -> Result<usize, String> {
+    match n {
+        Some(n) if n <= MAX_ELEMENTS => Ok(n),
+        _ => Err(format!("{what} would hold more than {MAX_ELEMENTS} values")),
+    }
+}
+
+/// The product of `dims`, or None on overflow.
+pub fn checked_product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     pub shape: Vec<usize>,

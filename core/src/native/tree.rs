@@ -26,6 +26,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use super::post::{logistic, probit, softmax, softmax_zero};
+
+/// Most targets or classes an ensemble may declare: outputs are allocated per row from this
+/// attribute, so a model cannot ask for more (it falls back to ONNX Runtime, which refuses it
+/// or fails its own allocation as an error).
+const MAX_OUTPUTS: usize = 1 << 16;
 use super::proto::NodeProto;
 use super::tensor::{Data, Tensor};
 use super::Kernel;
@@ -306,8 +311,8 @@ fn parse_v3(node: &NodeProto, classifier: bool) -> Result<EnsembleSpec, String> 
         let agg = aggregate_named(&node.string("aggregate_function").unwrap_or_else(|| "SUM".into()))?;
         (Op::Regressor, usize::try_from(targets).unwrap_or(0), agg)
     };
-    if n_outputs == 0 {
-        return Err("the number of targets or classes must be positive".into());
+    if n_outputs == 0 || n_outputs > MAX_OUTPUTS {
+        return Err(format!("the number of targets or classes must be 1 to {MAX_OUTPUTS}"));
     }
     check_ids(w_ids, n_outputs, &format!("{prefix}_ids value"))?;
     let post_transform = transform_named(&node.string("post_transform").unwrap_or_else(|| "NONE".into()))?;
@@ -569,8 +574,8 @@ fn parse_v5(node: &NodeProto) -> Result<EnsembleSpec, String> {
         return Err("leaf_targetids and leaf_weights differ in length".into());
     }
     let n_outputs = usize::try_from(node.int("n_targets", 0)).unwrap_or(0);
-    if n_outputs == 0 {
-        return Err("n_targets must be positive".into());
+    if n_outputs == 0 || n_outputs > MAX_OUTPUTS {
+        return Err(format!("n_targets must be 1 to {MAX_OUTPUTS}"));
     }
     check_ids(targets, n_outputs, "leaf_targetids value")?;
     check_ids(roots, n, "tree_roots value")?;
@@ -1730,6 +1735,7 @@ impl TreeKernel {
     /// Scores `n` rows: `values` [n, outputs] (regressors) or labels plus f32 scores.
     fn score<T: Float>(&self, code: &Code<T>, x: &[T], n: usize, width: usize) -> Result<Scored<T>, String> {
         let no = self.spec.n_outputs;
+        super::tensor::check_elements(n.checked_mul(no), "a tree ensemble's scores")?;
         let classifier = matches!(self.spec.op, Op::Classifier { .. });
         let base: Vec<T> = self.spec.base_values.iter().map(|v| T::from_f64(*v)).collect();
         let mut values = if classifier { Vec::new() } else { vec![T::ZERO; n * no] };

@@ -14,6 +14,10 @@ use super::proto::{
 /// converter's layout) is left alone.
 pub fn strip(model: &ModelProto) -> Option<(ModelProto, Vec<u8>)> {
     let graph = model.graph.as_ref()?;
+    // Local functions may call overloads and training graphs are not ours to rewrite.
+    if !model.functions.is_empty() || !model.training_info.is_empty() {
+        return None;
+    }
     let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
     let read: std::collections::HashSet<&str> =
         graph.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
@@ -66,5 +70,6 @@ fn float_matrix(classes: usize) -> TypeProto {
                 ],
             }),
         })),
+        denotation: String::new(),
     }
 }

@@ -69,6 +69,11 @@ fn run(fcinfo: pg_sys::FunctionCallInfo, model: &str, row: &Row, want: Want) -> 
         let opts = guc::run_options();
         m.check_want(model, want).map_err(report)?;
         let binding = bind(model, &m.info, &batch, opts.dialect).map_err(report)?;
+        // A NULL cell passes any type check, so a binding made from it must not vouch for the
+        // next row's value: such a row is scored with a binding of its own, not cached.
+        if row.cells.iter().any(|c| matches!(c, Cell::Null)) {
+            return m.predict_bound(model, &batch, &[0], want, opts, &binding).map_err(report);
+        }
         site.prepared = Some(Prepared {
             epoch,
             model_ref: model.to_string(),

@@ -42,3 +42,9 @@ SELECT n.id, n.label, n.label = o.label AS same_label,
 FROM e_native n JOIN e_ort o USING (id) ORDER BY n.id;
 SELECT count(*) AS rows, bool_and(s.score IS NOT NULL) AS all_scored
 FROM sqlscore.score_batch('e_zip', 'SELECT id, x0, x1, x2, x3, x4, x5, x6, x7 FROM e_rows') s;
+
+-- A row whose first value is NULL binds like any other: the next row's text is still refused
+-- (the call site does not cache a binding a NULL vouched for).
+SELECT sqlscore.register_model('e_ct', model('column_transformer'));
+SELECT try($$SELECT sqlscore.score('e_ct', r) FROM (VALUES ('paris'::text, NULL::text, 52000.0::float8),
+                                                        ('rome', 'abc', 18000.0)) r(city, age, income)$$);
