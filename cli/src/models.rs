@@ -50,7 +50,7 @@ pub fn run(cmd: ModelCommand) -> Result<(), BoxError> {
         }
         ModelCommand::List { db } => sql(
             Path::new(&db),
-            "SELECT name, version, latest, left(sha256, 12) AS sha256, size, description, created_at \
+            "SELECT name, version, latest, left(sha256, 12) AS sha256, size, engine, description, created_at \
              FROM sqlscore_model_list ORDER BY name, version",
         ),
     }

@@ -49,19 +49,19 @@ pub fn list(url: &str) -> Result<(), BoxError> {
         let mut rows = Vec::new();
         for r in c
             .query(
-                "SELECT name, version, active, left(sha256, 12), size, coalesce(description, ''), created_at::text, created_by::text \
+                "SELECT name, version, active, left(sha256, 12), size, engine, coalesce(description, ''), created_at::text, created_by::text \
                  FROM sqlscore.models ORDER BY name, version",
                 &[],
             )
             .await
             .map_err(describe)?
         {
-            let (n, v, a, s, z, d, t, b): (String, i32, bool, String, i64, String, String, String) =
-                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7));
-            rows.push(vec![n, v.to_string(), a.to_string(), s, z.to_string(), d, t, b]);
+            let (n, v, a, s, z, e, d, t, b): (String, i32, bool, String, i64, String, String, String, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8));
+            rows.push(vec![n, v.to_string(), a.to_string(), s, z.to_string(), e, d, t, b]);
         }
         crate::display::print_table(
-            &["name", "version", "active", "sha256", "size", "description", "created_at", "created_by"],
+            &["name", "version", "active", "sha256", "size", "engine", "description", "created_at", "created_by"],
             &rows,
         );
         Ok(())

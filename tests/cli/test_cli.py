@@ -61,6 +61,9 @@ def test_model_push_and_list(tmp_path):
     cells = [[c.strip() for c in line.split("|")] for line in listing]
     assert cells[0][:3] == ["name", "version", "latest"]
     assert cells[2][:3] == ["churn", "1", "false"] and cells[3][:3] == ["churn", "2", "true"]
+    # Which evaluator each model runs on: both are native.
+    engine = cells[0].index("engine")
+    assert cells[2][engine] == "native" and cells[3][engine] == "native"
     # created_at prints as a timestamp, not a Rust debug form.
     assert "Timestamp(" not in listing[2] and listing[-1] == "(2 rows)"
     bad = tmp_path / "bad.onnx"
