@@ -398,67 +398,25 @@ impl Model {
                 return self.run_native(plan, call, rows, out);
             }
         }
-        let (label, batch, binding, want) = (call.label, call.batch, call.binding, call.want);
+        let (label, want) = (call.label, call.want);
         let n = rows.len();
         let mut inputs: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(self.info.inputs.len());
-        for (input, slots) in self.info.inputs.iter().zip(&binding.slots) {
-            let shape = tensor_shape(&input.shape, n, input.width);
-            let value: DynValue = match input.elem {
-                ElemType::Float => {
-                    let mut buf = vec![0f32; n * input.width];
-                    for (j, &(c, k)) in slots.iter().enumerate() {
-                        fill(&batch.columns[c].data, k, rows, &mut buf, input.width, j, |x| x as f32);
-                    }
-                    Tensor::from_array((shape, buf)).map_err(exec_err(label))?.into_dyn()
+        for (input, t) in self.info.inputs.iter().zip(self.input_tensors(call, rows)?) {
+            let shape: Vec<i64> = t.shape.iter().map(|d| *d as i64).collect();
+            let value: DynValue = match (input.elem, t.data) {
+                (_, Data::F32(v)) => Tensor::from_array((shape, v)).map_err(exec_err(label))?.into_dyn(),
+                (_, Data::F64(v)) => Tensor::from_array((shape, v)).map_err(exec_err(label))?.into_dyn(),
+                (ElemType::Int32, Data::I64(v)) => {
+                    // In range: checked when the buffer was filled.
+                    let v: Vec<i32> = v.into_iter().map(|x| x as i32).collect();
+                    Tensor::from_array((shape, v)).map_err(exec_err(label))?.into_dyn()
                 }
-                ElemType::Double => {
-                    let mut buf = vec![0f64; n * input.width];
-                    for (j, &(c, k)) in slots.iter().enumerate() {
-                        fill(&batch.columns[c].data, k, rows, &mut buf, input.width, j, |x| x);
-                    }
-                    Tensor::from_array((shape, buf)).map_err(exec_err(label))?.into_dyn()
-                }
-                ElemType::Int64 | ElemType::Int32 | ElemType::Bool => {
-                    let mut buf = vec![0i64; n * input.width];
-                    for (j, &(c, _)) in slots.iter().enumerate() {
-                        let data = &batch.columns[c].data;
-                        for (i, &r) in rows.iter().enumerate() {
-                            buf[i * input.width + j] = data.i64_at(r);
-                        }
-                    }
-                    match input.elem {
-                        ElemType::Int64 => Tensor::from_array((shape, buf)).map_err(exec_err(label))?.into_dyn(),
-                        ElemType::Int32 => {
-                            if let Some(x) = buf.iter().find(|x| i32::try_from(**x).is_err()) {
-                                return Err(Error::TypeMismatch {
-                                    model: label.into(),
-                                    input: input.name.clone(),
-                                    column: "a value".into(),
-                                    expected: "an int32".into(),
-                                    got: format!("{x}, out of range"),
-                                });
-                            }
-                            let v: Vec<i32> = buf.into_iter().map(|x| x as i32).collect();
-                            Tensor::from_array((shape, v)).map_err(exec_err(label))?.into_dyn()
-                        }
-                        _ => {
-                            let v: Vec<bool> = buf.into_iter().map(|x| x != 0).collect();
-                            Tensor::from_array((shape, v)).map_err(exec_err(label))?.into_dyn()
-                        }
-                    }
-                }
-                ElemType::String => {
-                    // ort copies strings into its own tensor anyway; it wants owned ('static) data.
-                    let mut buf: Vec<String> = vec![String::new(); n * input.width];
-                    for (j, &(c, _)) in slots.iter().enumerate() {
-                        if let ColumnData::Str(values) = &batch.columns[c].data {
-                            for (i, &r) in rows.iter().enumerate() {
-                                buf[i * input.width + j] = values[r].to_string();
-                            }
-                        }
-                    }
-                    let buf: std::sync::Arc<[String]> = buf.into();
-                    Tensor::from_string_array((shape, buf)).map_err(exec_err(label))?.into_dyn()
+                (_, Data::I64(v)) => Tensor::from_array((shape, v)).map_err(exec_err(label))?.into_dyn(),
+                (_, Data::Bool(v)) => Tensor::from_array((shape, v)).map_err(exec_err(label))?.into_dyn(),
+                // ort copies strings into its own tensor anyway; it wants owned ('static) data.
+                (_, Data::Str(v)) => {
+                    let v: std::sync::Arc<[String]> = v.into();
+                    Tensor::from_string_array((shape, v)).map_err(exec_err(label))?.into_dyn()
                 }
             };
             inputs.push((input.name.clone(), value.into()));
@@ -539,10 +497,12 @@ impl Model {
         collect(label, info, call.want, n, &get, out)
     }
 
-    fn native_run_rows(&self, plan: &Plan, call: &Call<'_, '_>, rows: &[usize]) -> Result<Vec<NativeTensor>> {
+    /// One tensor per model input (in the model's order) holding `rows` of the bound columns:
+    /// what both evaluators run on. The one type dispatch per column is here, then tight loops.
+    fn input_tensors(&self, call: &Call<'_, '_>, rows: &[usize]) -> Result<Vec<NativeTensor>> {
         let (batch, binding) = (call.batch, call.binding);
         let n = rows.len();
-        let mut by_name: Vec<(&str, NativeTensor)> = Vec::with_capacity(self.info.inputs.len());
+        let mut out = Vec::with_capacity(self.info.inputs.len());
         for (input, slots) in self.info.inputs.iter().zip(&binding.slots) {
             let shape: Vec<usize> =
                 tensor_shape(&input.shape, n, input.width).into_iter().map(|d| d as usize).collect();
@@ -599,8 +559,14 @@ impl Model {
                     Data::Str(buf)
                 }
             };
-            by_name.push((input.name.as_str(), NativeTensor::new(shape, data)));
+            out.push(NativeTensor::new(shape, data));
         }
+        Ok(out)
+    }
+
+    fn native_run_rows(&self, plan: &Plan, call: &Call<'_, '_>, rows: &[usize]) -> Result<Vec<NativeTensor>> {
+        let mut by_name: Vec<(&str, NativeTensor)> =
+            self.info.inputs.iter().map(|i| i.name.as_str()).zip(self.input_tensors(call, rows)?).collect();
         let mut inputs = Vec::with_capacity(by_name.len());
         for name in plan.input_names() {
             let pos = by_name.iter().position(|(n, _)| *n == name).ok_or_else(|| {

@@ -507,15 +507,9 @@ struct LabelEncoder {
 
 impl LabelEncoder {
     fn new(node: &NodeProto) -> R<Self> {
-        // Opset 1: classes_strings maps strings to their index and back.
-        let (keys, values) = if let (Some(k), Some(v)) = (column_of(node, "keys"), column_of(node, "values")) {
-            (k, v)
-        } else {
-            let classes = node.strings("classes_strings");
-            if classes.is_empty() {
-                return Err("LabelEncoder without keys and values".into());
-            }
-            return Err("LabelEncoder opset 1 (classes_strings)".into());
+        // Opset 1's classes_strings form is left to ONNX Runtime.
+        let (Some(keys), Some(values)) = (column_of(node, "keys"), column_of(node, "values")) else {
+            return Err("LabelEncoder without keys and values (opset 1's classes_strings)".into());
         };
         let map: HashMap<Key, usize> = match &keys {
             Column::Ints(v) => v.iter().enumerate().map(|(i, k)| (Key::Int(*k), i)).collect(),
