@@ -33,11 +33,11 @@ CREATE OR REPLACE VIEW sqlscore_model_list AS
     SELECT name, version,
            version = max(version) OVER (PARTITION BY name) AS latest,
            sha256, inputs, outputs, description, size, created_at,
-           -- Which evaluator runs the model under sqlscore_engine = 'auto', and why not native.
-           split_part(sqlscore_model_engine(sha256, onnx), ': ', 1) AS engine,
-           nullif(substr(sqlscore_model_engine(sha256, onnx),
-                         length(split_part(sqlscore_model_engine(sha256, onnx), ': ', 1)) + 3), '') AS engine_reason
-    FROM sqlscore_models;
+           -- Which evaluator runs the model under sqlscore_engine = 'auto', and why not native
+           -- (the function answers 'native' or 'onnxruntime: why').
+           split_part(e, ': ', 1) AS engine,
+           nullif(substr(e, length(split_part(e, ': ', 1)) + 3), '') AS engine_reason
+    FROM (SELECT *, sqlscore_model_engine(sha256, onnx) AS e FROM sqlscore_models);
 CREATE OR REPLACE MACRO sqlscore_register(model_name, model_path, description := NULL) AS TABLE
     SELECT model_name AS name,
            coalesce((SELECT max(m.version) FROM sqlscore_models m WHERE m.name = model_name), 0) + 1 AS version,
