@@ -79,6 +79,10 @@ from skl2onnx.common.data_types import (
     StringTensorType,
 )
 
+# The reference format is make_models.py's: one definition of an input spec.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_models import input_specs  # noqa: E402
+
 N_REF = 64
 OPSET = {"": 17, "ai.onnx.ml": 3}
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -205,12 +209,6 @@ def ref_rows(seed, f, nan=False):
 # ONNX helpers
 # --------------------------------------------------------------------------
 
-ELEM_NAMES = {
-    onnx.TensorProto.FLOAT: "float",
-    onnx.TensorProto.DOUBLE: "double",
-    onnx.TensorProto.INT64: "int64",
-    onnx.TensorProto.STRING: "string",
-}
 NP_TYPES = {"float": np.float32, "double": np.float64, "int64": np.int64, "string": object}
 
 
@@ -267,15 +265,6 @@ def finalize(onx, name):
         onx.opset_import.append(helper.make_opsetid(d, seen[d]))
     onnx.checker.check_model(onx)
     return onx
-
-
-def input_specs(onx):
-    specs = []
-    for i in onx.graph.input:
-        tt = i.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        specs.append({"name": i.name, "type": ELEM_NAMES[tt.elem_type], "shape": shape})
-    return specs
 
 
 def all_nodes(graph):
