@@ -249,7 +249,7 @@ impl RunArgs {
 }
 
 /// Opens the database; a file another process holds is reported with what that process is doing.
-fn open(path: &Path) -> Result<duckdb::Connection, BoxError> {
+pub(crate) fn open(path: &Path) -> Result<duckdb::Connection, BoxError> {
     sqlscore_duckdb::open(path).map_err(|e| {
         let text = e.to_string();
         if text.contains("lock") {
@@ -677,6 +677,11 @@ impl Reporter {
                 );
                 eprintln!("error: {e}");
             }
+        }
+        match &s.snapshot {
+            Some(Ok(p)) => println!("  snapshot for dashboards published: {} ({:.2} s)", p.path.display(), p.seconds),
+            Some(Err(e)) => eprintln!("warning: the run's results are committed, but {e}"),
+            None => {}
         }
     }
 }

@@ -11,6 +11,7 @@ mod jobs;
 mod models;
 mod pg;
 mod pg_jobs;
+mod snapshot;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,8 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// IoT anomaly scoring on an embedded DuckDB file: Parquet readings scored by one
-    /// per-(device, sensor) model each, in one INSERT ... SELECT.
+    /// IoT anomaly scoring on an embedded DuckDB file: Parquet readings landed in a lake folder,
+    /// scored incrementally by a job with one model per (device, sensor).
     Demo(demo::DemoArgs),
     /// Manage the models stored in a database.
     Model {
@@ -40,6 +41,9 @@ enum Command {
         #[command(subcommand)]
         command: jobs::JobCommand,
     },
+    /// Publish a read-only copy of a DuckDB file for dashboards, now and after every job run
+    /// (readers of the copy never lock the file jobs write).
+    Snapshot(snapshot::SnapshotArgs),
     /// Run SQL against a DuckDB file with sqlscore loaded, printing the rows.
     Sql {
         #[arg(long, default_value = "sqlscore-demo.duckdb")]
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Job { .. } => Ok(()),
         Command::Demo(args) => demo::run(args),
         Command::Model { command } => models::run(command),
+        Command::Snapshot(args) => snapshot::run(args),
         Command::Sql { db, query } => models::sql(&db, &query),
         Command::Bench(args) => bench::run(args),
         Command::BenchPg(args) => bench_pg::run(args),

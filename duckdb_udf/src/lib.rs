@@ -16,6 +16,9 @@ mod embed;
 /// Scoring jobs stored in a DuckDB file, run by the host ([`jobs::run_job`]).
 #[cfg(feature = "embed")]
 pub mod jobs;
+/// Read-only copies of a database for dashboards: readers never hold the job's file.
+#[cfg(feature = "embed")]
+pub mod snapshot;
 #[cfg(feature = "embed")]
 pub use embed::{extension_path, open, register, register_model, EmbedError};
 #[cfg(feature = "embed")]

@@ -81,6 +81,9 @@ pub struct RunSummary {
     pub plan: PlanSummary,
     pub seconds: f64,
     pub error: Option<JobError>,
+    /// The snapshot published when the run ended (None: the database publishes none), or why it
+    /// could not be (the run's outcome stands either way).
+    pub snapshot: Option<Result<crate::snapshot::Published, String>>,
 }
 
 /// A run as `sqlscore job runs` lists it.
@@ -191,6 +194,9 @@ pub fn run_job(conn: &Connection, name: &str, mut cfg: RunConfig<'_>) -> Result<
         on_event: cfg.on_event.take(),
         stage_ready: std::cell::Cell::new(false),
     };
+    // Published first with the run as `running`, so a dashboard shows the run from its start. A
+    // failed copy never fails the run (the copy at its end reports the same cause).
+    let _ = crate::snapshot::publish_configured(conn, crate::snapshot::Moment::Always);
     let result = ctx.execute();
     let (status, error) = match result {
         Ok(()) => ("succeeded", None),
@@ -218,6 +224,10 @@ pub fn run_job(conn: &Connection, name: &str, mut cfg: RunConfig<'_>) -> Result<
     if let Some(f) = &ctx.run_file {
         f.remove();
     }
+    let snapshot = match crate::snapshot::publish_configured(conn, crate::snapshot::Moment::Always) {
+        Ok(p) => p.map(Ok),
+        Err(e) => Some(Err(e.to_string())),
+    };
     Ok(RunSummary {
         job: name.to_string(),
         run_id,
@@ -228,6 +238,7 @@ pub fn run_job(conn: &Connection, name: &str, mut cfg: RunConfig<'_>) -> Result<
         plan: ctx.plan.clone(),
         seconds: started.elapsed().as_secs_f64(),
         error,
+        snapshot,
     })
 }
 
@@ -366,6 +377,9 @@ impl Run<'_, '_> {
                     seconds: self.started.elapsed().as_secs_f64(),
                 });
                 self.progress_file();
+                // A dashboard's copy follows a long run at the snapshot's interval (failures: see
+                // the copy at the run's start).
+                let _ = crate::snapshot::publish_configured(self.conn, crate::snapshot::Moment::Progress);
             }
         })
     }
