@@ -139,7 +139,9 @@ pub fn run(args: DemoArgs) -> Result<(), BoxError> {
         jobs::create_job(&conn, &spec)?;
         println!("  job {JOB}: created: {}/*.parquet -> anomaly_scores, model 'anomaly_' || sensor_id", lake.display());
     }
-    conn.execute_batch(SQL_BI_VIEWS)?;
+    // The views read the lake folder for the backlog: the job's own (absolute) glob.
+    let glob = jobs::job(&conn, JOB)?.spec.source;
+    conn.execute_batch(&fill(SQL_BI_VIEWS, &[("job", JOB.to_string()), ("glob", glob.replace('\'', "''"))]))?;
 
     run_job(&conn, &args)?;
 
@@ -151,8 +153,9 @@ pub fn run(args: DemoArgs) -> Result<(), BoxError> {
 
     summary(&conn)?;
     println!(
-        "anomaly_scores, the BI views (anomaly_readings, anomalies_by_sensor, anomalies_by_hour, detection_quality, job_history) \
-         and the job's history are in {}; run the job again with: sqlscore job run {JOB} --db {}",
+        "anomaly_scores, the BI views (anomaly_readings, anomalies_by_sensor, anomalies_by_hour, score_histogram, \
+         detection_quality, job_history, job_backlog, score_drift, score_drift_by_run) and the job's history are in {}; \
+         run the job again with: sqlscore job run {JOB} --db {}; see them in a browser: make dashboard",
         args.db.display(),
         args.db.display()
     );

@@ -92,28 +92,50 @@ pub fn describe(e: tokio_postgres::Error) -> BoxError {
 
 /// The IoT scenario inside Postgres: readings table, one model per (device, sensor), one
 /// `INSERT ... SELECT sqlscore.score('anomaly_' || sensor_id, value)`.
+/// Hours of readings the demo lands per call after the backlog (as the DuckDB demo's files).
+const LAND_HOURS: i64 = 6;
+const JOB: &str = "anomaly";
+
+/// The IoT demo in PostgreSQL, as a job: the first call lands the backlog (`hours` of readings),
+/// creates the job `anomaly` (`'anomaly_' || sensor_id` picks each reading's model) and runs it;
+/// then, and on every later call, it lands the next 6 hours and runs the job again, which scores
+/// only them. The BI views (sql/bi_views_pg.sql) are re-created each time.
 pub fn demo(url: &str, models: &Path, devices: u32, sensors: u32, hours: u32, interval: u32) -> Result<(), BoxError> {
-    let steps = i64::from(hours) * 3600 / i64::from(interval.max(1));
+    let interval = i64::from(interval.max(1));
+    let sql = include_str!("../../sql/demo_pg.sql");
+    let (setup, land) = sql
+        .split_once("-- @setup")
+        .and_then(|(_, rest)| rest.split_once("-- @land"))
+        .ok_or("demo_pg.sql lacks its -- @setup / -- @land markers")?;
+    let land = land.split_once('\n').map(|(_, body)| body).unwrap_or(land);
+    let fill = |first: i64, last: i64| {
+        land.replace("{devices}", &devices.to_string())
+            .replace("{sensors}", &sensors.to_string())
+            .replace("{first}", &first.to_string())
+            .replace("{last}", &last.to_string())
+            .replace("{interval}", &interval.to_string())
+    };
     with_client(url, async |c| {
         c.batch_execute("CREATE EXTENSION IF NOT EXISTS sqlscore").await.map_err(describe)?;
-        let sql = include_str!("../../sql/demo_pg.sql")
-            .replace("{devices}", &devices.to_string())
-            .replace("{sensors}", &sensors.to_string())
-            .replace("{steps}", &steps.to_string())
-            .replace("{interval}", &interval.to_string());
-        let (setup, score) = sql.split_once("-- @score").ok_or("demo_pg.sql lacks the -- @score marker")?;
-        let t = Instant::now();
+        let has_job =
+            c.query_opt("SELECT 1 FROM sqlscore.jobs WHERE name = $1", &[&JOB]).await.map_err(describe)?.is_some();
+        if !has_job {
+            // The demo owns these tables; an earlier demo's (one INSERT, no job) are replaced.
+            c.batch_execute("DROP TABLE IF EXISTS anomaly_scores CASCADE; DROP TABLE IF EXISTS readings CASCADE")
+                .await
+                .map_err(describe)?;
+        }
         c.batch_execute(setup).await.map_err(describe)?;
-        println!(
-            "  generated {} readings ({:.2} s)",
-            i64::from(devices) * i64::from(sensors) * steps,
-            t.elapsed().as_secs_f64()
-        );
         let mut new = 0;
         for d in 0..devices {
             for s in 0..sensors {
                 let name = format!("anomaly_d{d}_s{s}");
-                let bytes = std::fs::read(models.join(format!("{name}.onnx")))?;
+                let bytes = std::fs::read(models.join(format!("{name}.onnx"))).map_err(|e| {
+                    format!(
+                        "{}: {e}\nHINT: train the models first: .venv/bin/python models/make_demo_models.py --devices {devices} --sensors {sensors}",
+                        models.join(format!("{name}.onnx")).display()
+                    )
+                })?;
                 let sha = sqlscore_core::sha256_hex(&bytes);
                 let current = c
                     .query_opt(
@@ -133,20 +155,80 @@ pub fn demo(url: &str, models: &Path, devices: u32, sensors: u32, hours: u32, in
             }
         }
         println!("  models: {new} registered, {} already current", devices * sensors - new);
-        let t = Instant::now();
-        let n = c.execute(score.trim(), &[]).await.map_err(describe)?;
-        let secs = t.elapsed().as_secs_f64();
-        println!("  scored {n} readings in {secs:.2} s: {:.0} rows/s", n as f64 / secs);
+        // The next step after the newest reading (0 in an empty table).
+        let next: i64 = c
+            .query_one(
+                "SELECT coalesce(floor(extract(epoch FROM max(ts) - timestamp '2026-01-01') / $1::float8)::bigint + 1, 0) FROM readings",
+                &[&(interval as f64)],
+            )
+            .await
+            .map_err(describe)?
+            .get(0);
+        if !has_job {
+            let last = next + i64::from(hours) * 3600 / interval;
+            let t = Instant::now();
+            let n = c.execute(&fill(next, last), &[]).await.map_err(describe)?;
+            println!("  backlog: {n} readings landed in readings ({:.2} s)", t.elapsed().as_secs_f64());
+            c.execute(
+                "SELECT sqlscore.create_job($1, 'readings', 'id', $2, 'anomaly_scores', features => '{value}', \
+                 carry => '{device_id,sensor_id,ts,value,injected}')",
+                &[&JOB, &"'anomaly_' || sensor_id"],
+            )
+            .await
+            .map_err(describe)?;
+            println!("  job {JOB}: created: readings -> anomaly_scores, model 'anomaly_' || sensor_id");
+            run_demo_job(c).await?;
+        }
+        let next: i64 = c
+            .query_one(
+                "SELECT coalesce(floor(extract(epoch FROM max(ts) - timestamp '2026-01-01') / $1::float8)::bigint + 1, 0) FROM readings",
+                &[&(interval as f64)],
+            )
+            .await
+            .map_err(describe)?
+            .get(0);
+        let n = c.execute(&fill(next, next + LAND_HOURS * 3600 / interval), &[]).await.map_err(describe)?;
+        println!("  new readings landed: {n} (the next {LAND_HOURS} hours)");
+        run_demo_job(c).await?;
+        c.batch_execute(&include_str!("../../sql/bi_views_pg.sql").replace("{job}", JOB)).await.map_err(describe)?;
         let r = c
             .query_one(
-                "SELECT count(*) FILTER (WHERE is_anomaly), count(*) FILTER (WHERE injected AND is_anomaly), \
-                 count(*) FILTER (WHERE injected AND NOT is_anomaly) FROM anomaly_scores",
+                "SELECT count(*), count(*) FILTER (WHERE is_anomaly), count(*) FILTER (WHERE injected AND is_anomaly), \
+                 count(*) FILTER (WHERE injected AND NOT is_anomaly) FROM anomaly_readings",
                 &[],
             )
             .await?;
-        let (anomalies, found, missed): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
-        println!("  {anomalies} anomalies; injected anomalies found: {found}, missed: {missed}");
-        println!("anomaly_scores is in {url}");
+        let (readings, anomalies, found, missed): (i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        println!("  {readings} readings, {anomalies} anomalies; injected anomalies found: {found}, missed: {missed}");
+        println!(
+            "anomaly_scores, the BI views and the job's runs (sqlscore.job_runs) are in {url}; \
+             see them in a browser: make dashboard DB={url}"
+        );
         Ok(())
     })
+}
+
+/// Runs the demo job in this session (`CALL sqlscore.run_job`) and prints what the run did.
+async fn run_demo_job(c: &Client) -> Result<(), BoxError> {
+    let t = Instant::now();
+    let row = c.query_one("CALL sqlscore.run_job($1)", &[&JOB]).await.map_err(describe)?;
+    let run_id: i64 = row.get(0);
+    let r = c
+        .query_one(
+            "SELECT status, rows_scored, rows_rejected, error FROM sqlscore.job_runs WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .map_err(describe)?;
+    let (status, scored, rejected, error): (String, i64, i64, Option<String>) =
+        (r.get(0), r.get(1), r.get(2), r.get(3));
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "  job {JOB} run {run_id}: {status}: {scored} rows scored, {rejected} rejected in {secs:.2} s ({:.0} rows/s)",
+        scored as f64 / secs.max(1e-3)
+    );
+    match error {
+        Some(e) => Err(format!("job {JOB} run {run_id}: {e}").into()),
+        None => Ok(()),
+    }
 }
