@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Apache Superset for sqlscore's dashboard, offline, on 127.0.0.1.
+#
+#   scripts/dashboard.sh start    install (first time or lock changed), set up, (re)start the
+#                                 server, wait for /health
+#   scripts/dashboard.sh stop     stop the server and its workers (safe when not running)
+#   scripts/dashboard.sh status   running or not, and the URL (exit 3 when not running)
+#   scripts/dashboard.sh url      print the dashboard URL
+#
+# `start` while the server runs restarts it, so a changed config, lock or bundle takes effect.
+# Safe to run twice; every setup step is stamped and skipped when nothing changed.
+#
+# Environment:
+#   SQLSCORE_DASHBOARD_HOME            state dir (default <repo>/.cache/superset): metadata DB,
+#                                      secret key, admin password (both mode 0600), logs, pid file
+#   SQLSCORE_DASHBOARD_PORT            port (default 8088)
+#   SQLSCORE_DASHBOARD_VENV            venv (default <repo>/.cache/superset-venv)
+#   SQLSCORE_DASHBOARD_ADMIN_PASSWORD  admin password (default: generated once, kept in the state
+#                                      dir; a new value is set on the admin at the next start)
+#   SUPERSET_SECRET_KEY                Flask secret key (default: generated once, kept in the state
+#                                      dir)
+#   SQLSCORE_DASHBOARD_BUNDLE          a dashboard export zip to import (overwriting) on start;
+#                                      re-imported when the zip changes, or always with
+#                                      SQLSCORE_DASHBOARD_REIMPORT=1
+#   SQLSCORE_DASHBOARD_CACHE_S         seconds chart results may be cached (default 10)
+#   SQLSCORE_DASHBOARD_WORKERS         gunicorn workers (default 2)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+abspath() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
+STATE="$(abspath "${SQLSCORE_DASHBOARD_HOME:-$REPO/.cache/superset}")"
+VENV="$(abspath "${SQLSCORE_DASHBOARD_VENV:-$REPO/.cache/superset-venv}")"
+PORT="${SQLSCORE_DASHBOARD_PORT:-8088}"
+WORKERS="${SQLSCORE_DASHBOARD_WORKERS:-2}"
+REQS="$REPO/dashboard/requirements.txt"
+URL="http://127.0.0.1:$PORT/superset/dashboard/sqlscore/"
+PIDFILE="$STATE/server.pid"
+LOG="$STATE/server.log"
+SETUP_LOG="$STATE/setup.log"
+PY="$VENV/bin/python"
+
+export SQLSCORE_DASHBOARD_HOME="$STATE"
+export SUPERSET_HOME="$STATE"
+export SUPERSET_CONFIG_PATH="$REPO/dashboard/superset_config.py"
+export PYTHONDONTWRITEBYTECODE=1  # keep dashboard/ free of __pycache__ (pip precompiled the venv)
+unset FLASK_APP FLASK_DEBUG || true
+
+say() { printf 'dashboard: %s\n' "$*"; }
+die() { printf 'dashboard: error: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Runs a setup command with its output in setup.log; shows the log's tail when it fails.
+run_logged() {
+    local what="$1"; shift
+    local t0; t0="$(now)"
+    printf '\n== %s: %s\n' "$(date -Is)" "$what" >>"$SETUP_LOG"
+    if ! "$@" >>"$SETUP_LOG" 2>&1; then
+        tail -n 40 "$SETUP_LOG" >&2
+        die "$what failed (full log: $SETUP_LOG)"
+    fi
+    say "$what ($(since "$t0") s)"
+}
+
+server_pid() {  # prints the server's pid when it runs, else fails
+    local pid
+    [[ -f "$PIDFILE" ]] || return 1
+    pid="$(cat "$PIDFILE" 2>/dev/null)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    # The pid may have been reused by another program since: it must be our gunicorn.
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "gunicorn.*superset.app:create_app" || return 1
+    printf '%s\n' "$pid"
+}
+
+http_status() {  # prints the HTTP status of a GET (000 when nothing answers)
+    python3 - "$1" <<'EOF'
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=3).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print("000")
+EOF
+}
+
+port_busy() {
+    python3 - "$PORT" <<'EOF'
+import socket, sys
+s = socket.socket()
+s.settimeout(1)
+sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)
+EOF
+}
+
+cmd_stop() {
+    local pid
+    if ! pid="$(server_pid)"; then
+        rm -f "$PIDFILE"
+        say "not running"
+        return 0
+    fi
+    # gunicorn runs in its own session (setsid): TERM its process group, master and workers.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$PIDFILE"
+    say "stopped (pid $pid)"
+}
+
+cmd_status() {
+    local pid
+    if pid="$(server_pid)"; then
+        say "running (pid $pid, health $(http_status "http://127.0.0.1:$PORT/health")): $URL"
+    else
+        say "not running ($URL when started)"
+        return 3
+    fi
+}
+
+find_python() {
+    local p
+    for p in "${PYTHON:-}" python3 /usr/bin/python3 python3.11; do
+        [[ -n "$p" ]] && command -v "$p" >/dev/null 2>&1 || continue
+        if "$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+            printf '%s\n' "$p"; return 0
+        fi
+    done
+    die "Python 3.11 is needed (the lock's wheels are cp311); set PYTHON=/path/to/python3.11"
+}
+
+ensure_venv() {
+    local want; want="$(sha "$REQS")"
+    if [[ -x "$VENV/bin/superset" && "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" == "$want" ]]; then
+        return 0
+    fi
+    local t0 py; t0="$(now)"; py="$(find_python)"
+    say "installing Superset into $VENV (dashboard/requirements.txt changed or new)"
+    rm -rf "$VENV"
+    if ! "$py" -m venv "$VENV" 2>/dev/null; then
+        rm -rf "$VENV"
+        say "python3-venv missing: installing it with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        "$py" -m venv "$VENV"
+    fi
+    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r "$REQS"
+    printf '%s\n' "$want" >"$VENV/.requirements.sha256"
+    say "installed ($(since "$t0") s)"
+}
+
+ensure_secrets() {
+    ( umask 077
+      if [[ -z "${SUPERSET_SECRET_KEY:-}" && ! -s "$STATE/secret_key" ]]; then
+          "$PY" -c 'import secrets; print(secrets.token_urlsafe(48))' >"$STATE/secret_key"
+      fi
+      if [[ -n "${SQLSCORE_DASHBOARD_ADMIN_PASSWORD:-}" ]]; then
+          if [[ "$(cat "$STATE/admin_password" 2>/dev/null)" != "$SQLSCORE_DASHBOARD_ADMIN_PASSWORD" ]]; then
+              printf '%s\n' "$SQLSCORE_DASHBOARD_ADMIN_PASSWORD" >"$STATE/admin_password"
+              rm -f "$STATE/.admin-password.stamp"
+          fi
+      elif [[ ! -s "$STATE/admin_password" ]]; then
+          "$PY" -c 'import secrets; print(secrets.token_urlsafe(18))' >"$STATE/admin_password"
+          rm -f "$STATE/.admin-password.stamp"
+      fi )
+    chmod 600 "$STATE/admin_password"
+    [[ -f "$STATE/secret_key" ]] && chmod 600 "$STATE/secret_key"
+    return 0
+}
+
+# Runs a `superset fab` command that prompts for the admin password (twice): on stdin, so the
+# password never shows in the process list.
+with_password() {
+    local pw; pw="$(cat "$STATE/admin_password")"
+    printf '%s\n%s\n' "$pw" "$pw" | "$@"
+}
+
+# Metadata DB schema, admin user, roles: once per lock (a new Superset may migrate the schema).
+ensure_metadata() {
+    local stamp="$STATE/.metadata.stamp" want
+    want="$(sha "$REQS") $(sha "$SUPERSET_CONFIG_PATH")"
+    if [[ "$(cat "$stamp" 2>/dev/null)" == "$want" && -s "$STATE/superset.db" ]]; then
+        return 0
+    fi
+    rm -f "$STATE/.bundle.stamp"
+    run_logged "superset db upgrade" "$VENV/bin/superset" db upgrade
+    run_logged "superset fab create-admin (Superset skips an existing admin)" \
+        with_password "$VENV/bin/superset" fab create-admin --username admin \
+        --firstname sqlscore --lastname admin --email admin@localhost
+    printf '%s\n' "$(sha "$STATE/admin_password")" >"$STATE/.admin-password.stamp"
+    run_logged "superset init" "$VENV/bin/superset" init
+    printf '%s\n' "$want" >"$stamp"
+}
+
+ensure_admin_password() {  # the password file changed (env var): set it on the existing admin
+    if [[ "$(cat "$STATE/.admin-password.stamp" 2>/dev/null)" != "$(sha "$STATE/admin_password")" ]]; then
+        run_logged "superset fab reset-password" \
+            with_password "$VENV/bin/superset" fab reset-password --username admin
+        printf '%s\n' "$(sha "$STATE/admin_password")" >"$STATE/.admin-password.stamp"
+    fi
+}
+
+import_bundle() {
+    local zip="${SQLSCORE_DASHBOARD_BUNDLE:-}"
+    [[ -n "$zip" ]] || return 0
+    zip="$(abspath "$zip")"
+    [[ -f "$zip" ]] || die "SQLSCORE_DASHBOARD_BUNDLE=$zip: no such file"
+    local want; want="$(sha "$zip") $zip"
+    if [[ "${SQLSCORE_DASHBOARD_REIMPORT:-0}" != 1 && "$(cat "$STATE/.bundle.stamp" 2>/dev/null)" == "$want" ]]; then
+        say "bundle $zip already imported (SQLSCORE_DASHBOARD_REIMPORT=1 forces it)"
+        return 0
+    fi
+    run_logged "superset import-dashboards $zip (overwrite)" \
+        "$VENV/bin/superset" import-dashboards -p "$zip" -u admin
+    printf '%s\n' "$want" >"$STATE/.bundle.stamp"
+}
+
+# Anonymous read-only viewing: `superset init` sets the Public role to Superset's built-in minimal
+# viewer set (PUBLIC_ROLE_LIKE = "Public" in dashboard/superset_config.py), which has no data
+# access; add all_datasource_access (read every dataset, existing and future). Cheap check first,
+# straight in the metadata DB, so a manual `superset init` is repaired on the next start.
+public_has_data_access() {
+    "$PY" - "$STATE/superset.db" <<'EOF'
+import sqlite3, sys
+con = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+n = con.execute("""
+    SELECT count(*) FROM ab_permission_view_role pvr
+    JOIN ab_role r ON r.id = pvr.role_id
+    JOIN ab_permission_view pv ON pv.id = pvr.permission_view_id
+    JOIN ab_permission p ON p.id = pv.permission_id
+    JOIN ab_view_menu v ON v.id = pv.view_menu_id
+    WHERE r.name = 'Public' AND p.name = 'all_datasource_access'
+      AND v.name = 'all_datasource_access'""").fetchone()[0]
+sys.exit(0 if n else 1)
+EOF
+}
+
+ensure_public_role() {
+    public_has_data_access 2>/dev/null && return 0
+    run_logged "Public role: all_datasource_access on all_datasource_access" "$PY" - <<'EOF'
+import logging
+logging.disable(logging.WARNING)
+from superset.app import create_app
+
+app = create_app()
+with app.app_context():
+    from superset import db, security_manager as sm
+
+    public = sm.find_role(app.config["AUTH_ROLE_PUBLIC"])
+    if public is None:
+        raise SystemExit("no Public role: did `superset init` run?")
+    pv = sm.add_permission_view_menu("all_datasource_access", "all_datasource_access")
+    if pv not in public.permissions:
+        public.permissions.append(pv)
+    db.session.commit()
+    print("Public:", ", ".join(sorted(f"{p.permission.name} on {p.view_menu.name}"
+                                      for p in public.permissions)))
+EOF
+}
+
+start_server() {
+    local t0; t0="$(now)"
+    if port_busy; then
+        die "port $PORT is in use by another program (set SQLSCORE_DASHBOARD_PORT)"
+    fi
+    : >"$LOG"
+    # setsid: the server gets its own process group (stop signals master and workers together).
+    setsid nohup "$VENV/bin/gunicorn" \
+        --bind "127.0.0.1:$PORT" --workers "$WORKERS" --worker-class gthread --threads 4 \
+        --timeout 120 --graceful-timeout 10 --limit-request-line 0 --limit-request-field_size 0 \
+        --access-logfile - --error-logfile - \
+        "superset.app:create_app()" >>"$LOG" 2>&1 </dev/null &
+    local pid=$!
+    printf '%s\n' "$pid" >"$PIDFILE"
+    local code=000
+    for _ in $(seq 1 120); do
+        if ! kill -0 "$pid" 2>/dev/null; then break; fi
+        code="$(http_status "http://127.0.0.1:$PORT/health")"
+        [[ "$code" == 200 ]] && break
+        sleep 1
+    done
+    if [[ "$code" != 200 ]]; then
+        if kill -0 "$pid" 2>/dev/null; then
+            say "server did not become healthy in 120 s (last /health: $code); log tail:" >&2
+        else
+            say "server exited during start; log tail:" >&2
+        fi
+        tail -n 40 "$LOG" >&2
+        cmd_stop >&2 || true
+        exit 1
+    fi
+    say "server up, pid $pid ($(since "$t0") s), log $LOG"
+}
+
+cmd_start() {
+    local t0; t0="$(now)"
+    if server_pid >/dev/null; then
+        say "already running: restarting"
+        cmd_stop
+    fi
+    ( umask 077; mkdir -p "$STATE" )
+    chmod 700 "$STATE"
+    ensure_venv
+    ensure_secrets
+    ensure_metadata
+    ensure_admin_password
+    import_bundle
+    ensure_public_role
+    start_server
+    say "admin user: admin, password: cat $STATE/admin_password"
+    say "started in $(since "$t0") s: $URL"
+}
+
+case "${1:-}" in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    url) printf '%s\n' "$URL" ;;
+    *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+esac
