@@ -24,12 +24,12 @@ PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
 .PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-native bench-pg bench-jobs bench-lake \
-        pg-deps pg-install demo-pg pg-stop clean
+        pg-deps pg-install demo-pg pg-stop clean dashboard dashboard-stop test-dashboard
 
 demo: venv extension cli demo-models
 	$(CLI) demo --devices $(DEVICES) --sensors $(SENSORS) --hours $(HOURS)
 
-test: venv extension cli test-core test-duckdb test-pg
+test: venv extension cli test-core test-duckdb test-pg test-dashboard
 
 test-core: venv
 	$(CARGO) test --release -p sqlscore-core
@@ -131,6 +131,33 @@ demo-pg: venv pg-install cli demo-models
 
 pg-stop:
 	scripts/pg-cluster.sh stop
+
+# The "Sensor anomalies" dashboard (Apache Superset, pinned in dashboard/requirements.txt, in its
+# own venv) on http://127.0.0.1:$(DASHBOARD_PORT)/superset/dashboard/sqlscore/, over the demo's
+# DuckDB file (after `make demo`; read through its snapshot copy, which every job run republishes)
+# or a PostgreSQL database: make dashboard DB=postgres://... (after `make demo-pg`). Viewers need no
+# login; the admin password is in .cache/superset/admin_password. `make dashboard-stop` stops it.
+DB ?= sqlscore-demo.duckdb
+DASHBOARD_PORT ?= 8088
+dashboard: cli
+	SQLSCORE_DASHBOARD_PORT=$(DASHBOARD_PORT) scripts/dashboard.sh up "$(DB)"
+
+dashboard-stop:
+	SQLSCORE_DASHBOARD_PORT=$(DASHBOARD_PORT) scripts/dashboard.sh stop
+
+# The dashboard end to end (tests/dashboard): on a fresh DuckDB demo and a PostgreSQL demo database,
+# every chart's data from Superset's API against the same SQL run directly, new scores showing while
+# Superset runs, read-only viewers, and a headless Chromium screenshot in which every chart is drawn
+# (target/dashboard/*.png). Its own Superset (port 8097, state in target/dashboard) and PostgreSQL
+# cluster; about 3 minutes on 2 cores once Superset and Chromium are installed.
+test-dashboard: venv extension cli demo-models pg-install
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	SQLSCORE_DASHBOARD_HOME=$(CURDIR)/target/dashboard/superset SQLSCORE_DASHBOARD_PORT=8097 scripts/dashboard.sh stop
+	scripts/pg-cluster.sh stop
+	scripts/pg-cluster.sh start
+	trap 'scripts/pg-cluster.sh stop; SQLSCORE_DASHBOARD_HOME=$(CURDIR)/target/dashboard/superset SQLSCORE_DASHBOARD_PORT=8097 scripts/dashboard.sh stop' EXIT; \
+	SQLSCORE_PG_URL=$(PG_URL) SQLSCORE_DASHBOARD_HOME=$(CURDIR)/target/dashboard/superset SQLSCORE_DASHBOARD_PORT=8097 \
+	  scripts/dashboard.sh pytest -q -p no:cacheprovider tests/dashboard
 
 # The native evaluator against ONNX Runtime, model by model, 1 thread, batches of 2,048 rows
 # (BENCHMARKS.md "Native evaluator"). The models are exported once by bench/native_models.py.

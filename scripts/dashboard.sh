@@ -19,11 +19,13 @@
 #                                      dir; a new value is set on the admin at the next start)
 #   SUPERSET_SECRET_KEY                Flask secret key (default: generated once, kept in the state
 #                                      dir)
-#   SQLSCORE_DASHBOARD_BUNDLE          a dashboard export zip to import (overwriting) on start;
+#   SQLSCORE_DASHBOARD_BUNDLE          an assets bundle zip (dashboard/bundle.py) to import,
+#                                      overwriting every object in it, on start;
 #                                      re-imported when the zip changes, or always with
 #                                      SQLSCORE_DASHBOARD_REIMPORT=1
 #   SQLSCORE_DASHBOARD_CACHE_S         seconds chart results may be cached (default 10)
 #   SQLSCORE_DASHBOARD_WORKERS         gunicorn workers (default 2)
+#   SQLSCORE_CLI                       the sqlscore command (default <repo>/target/release/sqlscore)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -216,8 +218,30 @@ import_bundle() {
         say "bundle $zip already imported (SQLSCORE_DASHBOARD_REIMPORT=1 forces it)"
         return 0
     fi
-    run_logged "superset import-dashboards $zip (overwrite)" \
-        "$VENV/bin/superset" import-dashboards -p "$zip" -u admin
+    # Superset's assets import overwrites every object of the bundle (database, datasets, charts,
+    # dashboard) by uuid; `superset import-dashboards` would overwrite the dashboard only and keep
+    # an existing database's URI and existing charts as they were.
+    run_logged "import $zip (overwrite)" "$PY" - "$zip" <<'EOF'
+import logging
+import sys
+from zipfile import ZipFile
+
+logging.disable(logging.WARNING)
+from superset.app import create_app
+
+app = create_app()
+with app.app_context():
+    from flask import g
+    from superset import security_manager
+    from superset.commands.importers.v1.assets import ImportAssetsCommand
+    from superset.commands.importers.v1.utils import get_contents_from_bundle
+
+    g.user = security_manager.find_user(username="admin")
+    with ZipFile(sys.argv[1]) as bundle:
+        contents = get_contents_from_bundle(bundle)
+    ImportAssetsCommand(contents).run()
+    print("imported", len(contents), "files")
+EOF
     printf '%s\n' "$want" >"$STATE/.bundle.stamp"
 }
 
@@ -298,6 +322,46 @@ start_server() {
     say "server up, pid $pid ($(since "$t0") s), log $LOG"
 }
 
+# The BI views the dashboard's datasets read (sql/bi_views.sql, sql/bi_views_pg.sql).
+BI_VIEWS="anomaly_readings anomalies_by_sensor anomalies_by_hour score_histogram detection_quality job_history job_backlog score_drift score_drift_by_run"
+
+# `up DB`: the dashboard bundle (dashboard/bundle.py) for DB's connection, imported, then started.
+# A DuckDB file is read through its snapshot copy (`sqlscore snapshot`, which also makes every later
+# job run republish it): Superset never opens the file jobs write, so neither blocks the other.
+cmd_up() {
+    local db="${1:-sqlscore-demo.duckdb}" uri
+    ( umask 077; mkdir -p "$STATE" )
+    chmod 700 "$STATE"
+    ensure_venv
+    case "$db" in
+        postgres://*|postgresql://*)
+            uri="postgresql+psycopg2://${db#*://}"
+            "$PY" - "$db" "$BI_VIEWS" <<'EOF' || die "$db lacks the demo's BI views: run \`sqlscore demo --db $db\` (or make demo-pg) first"
+import sys
+import psycopg2
+want = set(sys.argv[2].split())
+with psycopg2.connect(sys.argv[1], connect_timeout=5) as c, c.cursor() as cur:
+    cur.execute("SELECT viewname FROM pg_views WHERE viewname = ANY(%s) AND schemaname = ANY(current_schemas(false))",
+                [sorted(want)])
+    missing = want - {r[0] for r in cur.fetchall()}
+if missing:
+    print("dashboard: missing views:", ", ".join(sorted(missing)), file=sys.stderr)
+    sys.exit(1)
+EOF
+            ;;
+        *)
+            [[ -f "$db" ]] || die "$db: no such DuckDB file: run \`make demo\` first (or: make dashboard DB=postgres://...)"
+            local cli="${SQLSCORE_CLI:-$REPO/target/release/sqlscore}" snap
+            [[ -x "$cli" ]] || die "$cli not built: run \`make cli\`"
+            snap="$("$cli" snapshot --db "$db" --quiet)" || die "could not publish a snapshot of $db (is a job holding it? retry when it ends)"
+            say "reading $db through its snapshot $snap (every job run of $db republishes it)"
+            uri="duckdb:///$snap"
+            ;;
+    esac
+    "$PY" "$REPO/dashboard/bundle.py" --uri "$uri" --out "$STATE/bundle.zip" >/dev/null
+    SQLSCORE_DASHBOARD_BUNDLE="$STATE/bundle.zip" cmd_start
+}
+
 cmd_start() {
     local t0; t0="$(now)"
     if server_pid >/dev/null; then
@@ -318,9 +382,13 @@ cmd_start() {
 }
 
 case "${1:-}" in
+    up) cmd_up "${2:-}" ;;
+    # The dashboard tests (make test-dashboard) run in this venv: Superset's own drivers read the
+    # data directly, and playwright drives the system chromium.
+    pytest) shift; ensure_venv; exec "$PY" -m pytest "$@" ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     url) printf '%s\n' "$URL" ;;
-    *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+    *) echo "usage: $0 up [DB]|start|stop|status|url|pytest ARGS" >&2; exit 2 ;;
 esac
