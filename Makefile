@@ -23,7 +23,7 @@ PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
-.PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-native bench-pg bench-jobs bench-lake \
+.PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-native bench-pg bench-jobs bench-lake bench-snapshot \
         pg-deps pg-install demo-pg pg-stop clean dashboard dashboard-stop test-dashboard
 
 demo: venv extension cli demo-models
@@ -189,6 +189,12 @@ LAKE_MODELS ?= 1000
 LAKE_FILES ?= 100
 bench-lake: venv extension cli
 	$(PY) bench/lake_bench.py --rows $(LAKE_ROWS) --models $(LAKE_MODELS) --files $(LAKE_FILES)
+
+# What the dashboard's snapshot costs a DuckDB job (bench/snapshot_bench.py), on the database
+# bench-lake's job_1 phase leaves (10M scored rows; made first when missing). About 1 minute.
+bench-snapshot: venv extension cli
+	[ -f target/bench/lake/job_1.duckdb ] || $(PY) bench/lake_bench.py --rows $(LAKE_ROWS) --models $(LAKE_MODELS) --files $(LAKE_FILES) --only job_1
+	$(PY) bench/snapshot_bench.py --reps 2
 
 # The code checks CI runs: formatting, and clippy with warnings as errors over every crate, test
 # and the loadable extension (its own feature set: it is built alone, see `extension`).

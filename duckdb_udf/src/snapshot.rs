@@ -154,14 +154,18 @@ fn database_file(conn: &Connection) -> Option<PathBuf> {
     .map(PathBuf::from)
 }
 
-/// When the last copy of each snapshot path was published by this process: the interval between
-/// copies during a run.
-static LAST: Mutex<Option<HashMap<PathBuf, Instant>>> = Mutex::new(None);
+/// When the last copy of each snapshot path was published by this process, and how long it took:
+/// the interval between copies during a run.
+static LAST: Mutex<Option<HashMap<PathBuf, (Instant, Duration)>>> = Mutex::new(None);
+
+/// During a run, copies take at most a fifth of the time: the next one waits at least four times
+/// as long as the last took (a copy of 10M scored rows takes about 2 s on 2 cores).
+const MAX_SHARE: u32 = 4;
 
 /// Why a publication is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moment {
-    /// A run started or ended, or a user asked: always published.
+    /// A run ended: always published.
     Always,
     /// A batch committed: published if `min_interval` has passed since the last copy.
     Progress,
@@ -173,8 +177,8 @@ pub fn publish_configured(conn: &Connection, moment: Moment) -> Result<Option<Pu
     let Some(cfg) = config(conn)? else { return Ok(None) };
     if moment == Moment::Progress {
         let last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = last.as_ref().and_then(|m| m.get(&cfg.path)) {
-            if t.elapsed() < cfg.min_interval {
+        if let Some((at, took)) = last.as_ref().and_then(|m| m.get(&cfg.path)) {
+            if at.elapsed() < cfg.min_interval.max(*took * MAX_SHARE) {
                 return Ok(None);
             }
         }
@@ -197,15 +201,29 @@ pub fn publish(conn: &Connection, dest: &Path) -> Result<Published, SnapshotErro
     let _ = std::fs::remove_file(&tmp);
     let _ = std::fs::remove_file(wal(&tmp));
     let main: String = conn.query_row("SELECT current_database()", [], |r| r.get(0)).map_err(|x| e(&x))?;
+    // The copy re-compresses every table: it scales with threads (a job run keeps fewer for
+    // itself), and nothing else of the run's work happens meanwhile on this connection.
+    let threads: i64 =
+        conn.query_row("SELECT current_setting('threads')::BIGINT", [], |r| r.get(0)).map_err(|x| e(&x))?;
+    let cores = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
+    if cores > threads {
+        conn.execute_batch(&format!("SET threads = {cores}")).map_err(|x| e(&x))?;
+    }
     let result = write_copy(conn, &main, &tmp).and_then(|(tables, views, skipped)| {
         sync_file(&tmp)?;
         std::fs::rename(&tmp, &dest)?;
         sync_file(dir)?;
         Ok((tables, views, skipped))
     });
+    if cores > threads {
+        let _ = conn.execute_batch(&format!("SET threads = {threads}"));
+    }
     match result {
         Ok((tables, views, skipped)) => {
-            LAST.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).insert(dest.clone(), t);
+            LAST.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(HashMap::new)
+                .insert(dest.clone(), (t, t.elapsed()));
             Ok(Published { path: dest, tables, views, skipped, seconds: t.elapsed().as_secs_f64() })
         }
         Err(x) => {

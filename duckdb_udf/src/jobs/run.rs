@@ -194,9 +194,6 @@ pub fn run_job(conn: &Connection, name: &str, mut cfg: RunConfig<'_>) -> Result<
         on_event: cfg.on_event.take(),
         stage_ready: std::cell::Cell::new(false),
     };
-    // Published first with the run as `running`, so a dashboard shows the run from its start. A
-    // failed copy never fails the run (the copy at its end reports the same cause).
-    let _ = crate::snapshot::publish_configured(conn, crate::snapshot::Moment::Always);
     let result = ctx.execute();
     let (status, error) = match result {
         Ok(()) => ("succeeded", None),
@@ -377,8 +374,8 @@ impl Run<'_, '_> {
                     seconds: self.started.elapsed().as_secs_f64(),
                 });
                 self.progress_file();
-                // A dashboard's copy follows a long run at the snapshot's interval (failures: see
-                // the copy at the run's start).
+                // A dashboard's copy follows a long run at the snapshot's interval. A failed copy
+                // never fails the run; the copy at the run's end reports the cause.
                 let _ = crate::snapshot::publish_configured(self.conn, crate::snapshot::Moment::Progress);
             }
         })
