@@ -354,6 +354,17 @@ EOF
             local cli="${SQLSCORE_CLI:-$REPO/target/release/sqlscore}" snap
             [[ -x "$cli" ]] || die "$cli not built: run \`make cli\`"
             snap="$("$cli" snapshot --db "$db" --quiet)" || die "could not publish a snapshot of $db (is a job holding it? retry when it ends)"
+            "$PY" - "$snap" "$BI_VIEWS" <<'EOF' || die "$db lacks the demo's BI views (a demo file from before the dashboard?): run \`make demo\` again"
+import sys
+import duckdb
+want = set(sys.argv[2].split())
+con = duckdb.connect(sys.argv[1], read_only=True)
+missing = want - {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+con.close()
+if missing:
+    print("dashboard: missing views:", ", ".join(sorted(missing)), file=sys.stderr)
+    sys.exit(1)
+EOF
             say "reading $db through its snapshot $snap (every job run of $db republishes it)"
             uri="duckdb:///$snap"
             ;;
