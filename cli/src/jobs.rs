@@ -680,7 +680,7 @@ impl Reporter {
         }
         match &s.snapshot {
             Some(Ok(p)) => println!("  snapshot for dashboards published: {} ({:.2} s)", p.path.display(), p.seconds),
-            Some(Err(e)) => eprintln!("warning: the run's results are committed, but {e}"),
+            Some(Err(e)) => eprintln!("warning: the dashboard's copy was not updated: {e}"),
             None => {}
         }
     }

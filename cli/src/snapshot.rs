@@ -47,6 +47,9 @@ pub fn run(args: SnapshotArgs) -> Result<(), BoxError> {
     let to = args.to.clone().unwrap_or_else(|| snapshot::default_path(&args.db));
     let cfg = snapshot::enable(&conn, &to, Duration::from_secs_f64(args.every))?;
     let p = snapshot::publish(&conn, &cfg.path)?;
+    for (view, why) in &p.skipped {
+        eprintln!("warning: view {view} is not in the copy: {why}");
+    }
     if args.quiet {
         println!("{}", p.path.display());
         return Ok(());
@@ -60,8 +63,5 @@ pub fn run(args: SnapshotArgs) -> Result<(), BoxError> {
         p.seconds,
         args.db.display()
     );
-    for (view, why) in &p.skipped {
-        eprintln!("warning: view {view} is not in the copy: {why}");
-    }
     Ok(())
 }

@@ -119,3 +119,69 @@ fn one_job_runs_once_at_a_time_in_a_process() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two jobs of one file run at once on two connections of a host, each publishing the file's
+/// snapshot: every run succeeds, every copy is whole, and the caller's connection is left as it
+/// was (no transaction open, its own catalog current).
+#[test]
+fn two_connections_publish_the_snapshot_at_once() {
+    use sqlscore_duckdb::snapshot;
+    let (dir, conn) = setup("snapshot");
+    land(&conn, &dir.join("lake/a.parquet"), 0, 3000);
+    for name in ["one", "two"] {
+        let glob = format!("{}/lake/*.parquet", dir.display());
+        let mut spec = JobSpec::new(name, &glob, "id", "'anomaly_' || sensor_id", &format!("scores_{name}"));
+        spec.features = Some(vec!["value".into()]);
+        jobs::create_job(&conn, &spec).unwrap();
+    }
+    let snap = dir.join("bi.duckdb");
+    snapshot::enable(&conn, &snap, std::time::Duration::ZERO).unwrap();
+    let snap_ref = &snap;
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["one", "two"]
+            .into_iter()
+            .map(|name| {
+                let c = conn.try_clone().unwrap();
+                scope.spawn(move || {
+                    let s = jobs::run_job(&c, name, RunConfig::default()).unwrap();
+                    // And a user's publication on the same connection right after.
+                    let p = snapshot::publish(&c, snap_ref);
+                    (s, p)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (s, p) in &runs {
+        assert_eq!(s.status, "succeeded", "{s:?}");
+        assert!(matches!(&s.snapshot, Some(Ok(_))), "{:?}", s.snapshot);
+        p.as_ref().unwrap();
+    }
+    let copy = duckdb::Connection::open_with_flags(
+        &snap,
+        duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).unwrap(),
+    )
+    .unwrap();
+    let n: (i64, i64) = copy
+        .query_row("SELECT (SELECT count(*) FROM scores_one), (SELECT count(*) FROM scores_two)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(n, (3000, 3000));
+    // The caller's connection: its own catalog, no transaction, nothing attached left behind.
+    let (db, attached): (String, i64) = conn
+        .query_row(
+            "SELECT current_database(), (SELECT count(*) FROM duckdb_databases() WHERE database_name LIKE '__sqlscore_snapshot%')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((db.as_str(), attached), ("db", 0));
+    conn.execute_batch("BEGIN; COMMIT").unwrap();
+    let leftovers = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("sqlscore-tmp"))
+        .count();
+    assert_eq!(leftovers, 0);
+}

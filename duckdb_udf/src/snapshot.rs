@@ -26,9 +26,6 @@ use std::time::{Duration, Instant};
 
 use duckdb::Connection;
 
-/// The catalog name the new copy is attached under while it is written.
-const ALIAS: &str = "__sqlscore_snapshot";
-
 /// Views of the registry call the extension's functions, which a reader without the extension
 /// cannot run; the copy has `sqlscore_models` (without the bytes) instead.
 const SKIPPED_VIEWS: &[&str] = &["sqlscore_model_refs", "sqlscore_model_list"];
@@ -90,24 +87,44 @@ pub fn enable(conn: &Connection, path: &Path, min_interval: Duration) -> Result<
     if path.extension().is_none_or(|e| e != "duckdb") {
         return Err(err(&path)(&"the snapshot path must end in .duckdb"));
     }
-    if let Some(main) = database_file(conn) {
-        if std::path::absolute(&main).ok().as_deref() == Some(path.as_path()) {
-            return Err(err(&path)(&"the snapshot cannot be the database file itself"));
-        }
-    }
+    refuse_own_file(conn, &path)?;
     let e = err(&path);
-    conn.execute_batch(&format!("BEGIN; {DDL}; DELETE FROM sqlscore_snapshot")).map_err(|x| e(&x))?;
-    let done = conn
-        .execute(
+    let done = conn.execute_batch(&format!("BEGIN; {DDL}; DELETE FROM sqlscore_snapshot")).and_then(|_| {
+        conn.execute(
             "INSERT INTO sqlscore_snapshot VALUES (?, ?)",
             duckdb::params![path.display().to_string(), min_interval.as_secs_f64()],
-        )
-        .and_then(|_| conn.execute_batch("COMMIT"));
+        )?;
+        conn.execute_batch("COMMIT")
+    });
     if let Err(x) = done {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(e(&x));
     }
     Ok(SnapshotConfig { path, min_interval })
+}
+
+/// A copy renamed over the database itself (or its WAL) would replace the job's file with a copy
+/// lacking the model bytes, and lose what the writer writes afterwards: refused, whatever way
+/// the path names it (`..`, symbolic or hard links).
+fn refuse_own_file(conn: &Connection, dest: &Path) -> Result<(), SnapshotError> {
+    let Some(main) = database_file(conn) else { return Ok(()) };
+    let same = |a: &Path, b: &Path| -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    };
+    // The folder by identity and the name as given: catches a destination that does not exist yet.
+    let canonical =
+        |p: &Path| -> Option<PathBuf> { Some(std::fs::canonicalize(p.parent()?).ok()?.join(p.file_name()?)) };
+    let main_wal = wal(&main);
+    for own in [&main, &main_wal] {
+        if same(own, dest) || (canonical(own).is_some() && canonical(own) == canonical(dest)) {
+            return Err(err(dest)(&"the snapshot cannot be the database file itself (or its WAL)"));
+        }
+    }
+    Ok(())
 }
 
 /// Stops publishing; the last copy stays where it is. Returns whether publishing was enabled.
@@ -156,16 +173,22 @@ fn database_file(conn: &Connection) -> Option<PathBuf> {
 
 /// When the last copy of each snapshot path was published by this process, and how long it took:
 /// the interval between copies during a run.
+/// Failed copies count too: a copy failing late (disk full) is not retried after every batch.
 static LAST: Mutex<Option<HashMap<PathBuf, (Instant, Duration)>>> = Mutex::new(None);
 
-/// During a run, copies take at most a fifth of the time: the next one waits at least four times
-/// as long as the last took (a copy of 10M scored rows takes about 2 s on 2 cores).
+/// One publication at a time in a process: the connections of one DuckDB instance share the
+/// catalog names a copy is attached under, and two copies of one file would race for its name.
+static PUBLISHING: Mutex<()> = Mutex::new(());
+
+/// During a run, copies take at most a fifth of the time: the next one waits, from the end of the
+/// last, at least four times as long as that one took (10M scored rows take about 2 s on 2 cores).
 const MAX_SHARE: u32 = 4;
 
 /// Why a publication is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moment {
-    /// A run ended: always published.
+    /// A run ended (or a user asked): always published, with every core (nothing else of the
+    /// run is working).
     Always,
     /// A batch committed: published if `min_interval` has passed since the last copy.
     Progress,
@@ -183,57 +206,95 @@ pub fn publish_configured(conn: &Connection, moment: Moment) -> Result<Option<Pu
             }
         }
     }
-    publish(conn, &cfg.path).map(Some)
+    publish_with(conn, &cfg.path, moment == Moment::Always).map(Some)
 }
 
 /// Publishes a copy of the connection's database at `dest` now (see the module documentation).
 /// The connection must not be inside a transaction.
 pub fn publish(conn: &Connection, dest: &Path) -> Result<Published, SnapshotError> {
+    publish_with(conn, dest, true)
+}
+
+fn publish_with(conn: &Connection, dest: &Path, all_cores: bool) -> Result<Published, SnapshotError> {
+    let _one = PUBLISHING.lock().unwrap_or_else(|p| p.into_inner());
     let t = Instant::now();
     let dest = std::path::absolute(dest).map_err(|e| err(dest)(&e))?;
     let e = err(&dest);
+    refuse_own_file(conn, &dest)?;
     let dir = dest.parent().ok_or_else(|| e(&"no parent folder"))?;
     let name = dest.file_name().ok_or_else(|| e(&"no file name"))?.to_string_lossy().into_owned();
-    // Hidden, and unique per process and call: two connections of one process may publish at once.
+    sweep_leftovers(dir, &name);
+    // Hidden, and unique per process and call.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}-{seq}.sqlscore-tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let _ = std::fs::remove_file(wal(&tmp));
     let main: String = conn.query_row("SELECT current_database()", [], |r| r.get(0)).map_err(|x| e(&x))?;
-    // The copy re-compresses every table: it scales with threads (a job run keeps fewer for
-    // itself), and nothing else of the run's work happens meanwhile on this connection.
+    // The copy re-compresses every table and scales with threads. `threads` is the whole DuckDB
+    // instance's setting: raised only once the run is over (the end of a run, or a user's call),
+    // never under a running scorer, and put back afterwards.
     let threads: i64 =
         conn.query_row("SELECT current_setting('threads')::BIGINT", [], |r| r.get(0)).map_err(|x| e(&x))?;
     let cores = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
-    if cores > threads {
+    let raise = all_cores && cores > threads;
+    if raise {
         conn.execute_batch(&format!("SET threads = {cores}")).map_err(|x| e(&x))?;
     }
-    let result = write_copy(conn, &main, &tmp).and_then(|(tables, views, skipped)| {
+    let alias = format!("__sqlscore_snapshot_{}_{seq}", std::process::id());
+    let result = write_copy(conn, &main, &alias, &tmp).and_then(|(tables, views, skipped)| {
+        // The copy gets the database's permissions: a private database gets a private copy.
+        if let Some(m) = database_file(conn).and_then(|p| std::fs::metadata(p).ok()) {
+            std::fs::set_permissions(&tmp, m.permissions())?;
+        }
         sync_file(&tmp)?;
+        // A WAL left next to the destination (someone opened the copy read-write) would be
+        // replayed into the new copy by its next reader.
+        match std::fs::remove_file(wal(&dest)) {
+            Err(x) if x.kind() != std::io::ErrorKind::NotFound => return Err(x.into()),
+            _ => {}
+        }
         std::fs::rename(&tmp, &dest)?;
         sync_file(dir)?;
         Ok((tables, views, skipped))
     });
-    if cores > threads {
+    if raise {
         let _ = conn.execute_batch(&format!("SET threads = {threads}"));
     }
+    LAST.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(dest.clone(), (Instant::now(), t.elapsed()));
     match result {
         Ok((tables, views, skipped)) => {
-            LAST.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert_with(HashMap::new)
-                .insert(dest.clone(), (t, t.elapsed()));
             Ok(Published { path: dest, tables, views, skipped, seconds: t.elapsed().as_secs_f64() })
         }
         Err(x) => {
-            // Whichever step failed: no transaction left open, the caller's catalog current again.
+            // Whichever step failed: no transaction left open, the caller's catalog current again,
+            // only this call's copy detached.
             let _ = conn.execute_batch("ROLLBACK");
             let _ = conn.execute_batch(&format!("USE {}", quote(&main)));
-            let _ = conn.execute_batch(&format!("DETACH DATABASE IF EXISTS {ALIAS}"));
+            let _ = conn.execute_batch(&format!("DETACH DATABASE IF EXISTS {}", quote(&alias)));
             let _ = std::fs::remove_file(&tmp);
             let _ = std::fs::remove_file(wal(&tmp));
             Err(e(&x))
+        }
+    }
+}
+
+/// Removes the temporary copies of `name` that processes no longer running left (killed while
+/// writing one).
+fn sweep_leftovers(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix) else { continue };
+        let rest = rest.strip_suffix(".wal").unwrap_or(rest);
+        let Some(pid_seq) = rest.strip_suffix(".sqlscore-tmp") else { continue };
+        let pid = pid_seq.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !crate::jobs::sidecar::process_alive(pid)) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -256,10 +317,11 @@ type Copied = (usize, usize, Vec<(String, String)>);
 
 /// Copies tables and views into a new database file at `tmp`, reading one consistent snapshot of
 /// the source, and detaches it (which checkpoints it: the file is complete without a WAL).
-fn write_copy(conn: &Connection, main: &str, tmp: &Path) -> Result<Copied, Box<dyn std::error::Error>> {
+fn write_copy(conn: &Connection, main: &str, alias: &str, tmp: &Path) -> Result<Copied, Box<dyn std::error::Error>> {
     let q = quote;
+    let a = quote(alias);
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    conn.execute_batch(&format!("ATTACH {} AS {ALIAS}", lit(&tmp.display().to_string())))?;
+    conn.execute_batch(&format!("ATTACH {} AS {a}", lit(&tmp.display().to_string())))?;
     conn.execute_batch("BEGIN TRANSACTION")?;
     let tables: Vec<String> = conn
         .prepare(
@@ -275,10 +337,10 @@ fn write_copy(conn: &Connection, main: &str, tmp: &Path) -> Result<Copied, Box<d
         } else {
             "SELECT *".to_string()
         };
-        conn.execute_batch(&format!("CREATE TABLE {ALIAS}.main.{} AS {select} FROM {}.main.{}", q(t), q(main), q(t)))?;
+        conn.execute_batch(&format!("CREATE TABLE {a}.main.{} AS {select} FROM {}.main.{}", q(t), q(main), q(t)))?;
     }
     conn.execute_batch(&format!(
-        "CREATE TABLE {ALIAS}.main.sqlscore_snapshot_info AS SELECT current_timestamp AS published_at, {} AS source",
+        "CREATE TABLE {a}.main.sqlscore_snapshot_info AS SELECT current_timestamp AS published_at, {} AS source",
         lit(&database_file(conn).map(|p| p.display().to_string()).unwrap_or_default())
     ))?;
     conn.execute_batch("COMMIT")?;
@@ -293,7 +355,7 @@ fn write_copy(conn: &Connection, main: &str, tmp: &Path) -> Result<Copied, Box<d
     // A view's text names its relations unqualified: created with the copy as the default catalog,
     // it reads the copy's tables. Each is its own statement (a failed one ends only itself), and
     // views over views are retried until no more can be created.
-    conn.execute_batch(&format!("USE {ALIAS}"))?;
+    conn.execute_batch(&format!("USE {a}"))?;
     let mut views = 0;
     let mut failed: Vec<(String, String)> = Vec::new();
     loop {
@@ -312,6 +374,6 @@ fn write_copy(conn: &Connection, main: &str, tmp: &Path) -> Result<Copied, Box<d
             break;
         }
     }
-    conn.execute_batch(&format!("USE {}; DETACH DATABASE {ALIAS}", q(main)))?;
+    conn.execute_batch(&format!("USE {}; DETACH DATABASE {a}", q(main)))?;
     Ok((tables.len() + 1, views, failed))
 }

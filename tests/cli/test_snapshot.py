@@ -2,7 +2,9 @@
 copy never block a job (a reader of the job's own file would), never see half a copy, and see each
 run's results once the run ends."""
 import pathlib
+import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -18,6 +20,17 @@ def run(*args, check=True):
 
 def demo(tmp_path, db):
     return run("demo", "--devices", 2, "--sensors", 3, "--hours", 6, "--db", db, "--data", tmp_path / "lake", "--quiet")
+
+
+# Opens the copy, prints its readings, waits for a line on stdin, prints them again.
+HOLDER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+q = "SELECT count(*) FROM anomaly_readings"
+print(con.execute(q).fetchone()[0], flush=True)
+sys.stdin.readline()
+print(con.execute(q).fetchone()[0], flush=True)
+"""
 
 
 def counts(path):
@@ -39,10 +52,15 @@ def test_snapshot_follows_runs_and_never_blocks_them(tmp_path):
     assert f"published to {snap}" in out.stdout, out.stdout
     assert counts(snap) == (4320, 4320)
 
-    # A dashboard holding the copy open for the whole run: the run is not blocked, and this reader
-    # keeps its consistent (older) view.
-    held = duckdb.connect(str(snap), read_only=True)
-    # Another reader opens and queries the copy in a loop while the demo lands a file and runs.
+    # A dashboard holding the copy open for the whole run, in a process of its own (DuckDB's Python
+    # client shares one instance per path within a process while a connection is open): the run
+    # is not blocked, and this reader keeps its consistent (older) view.
+    held = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(snap)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert held.stdout.readline().strip() == "4320"
+    # Another reader opens, queries and closes the copy in a loop while the demo lands a file and
+    # runs (each connection opens whatever file the path names at that moment).
     seen, errors, stop = [], [], threading.Event()
 
     def reader():
@@ -63,8 +81,9 @@ def test_snapshot_follows_runs_and_never_blocks_them(tmp_path):
     assert errors == []
     # Each copy is one transaction's view: the readings match the runs' counts in every copy seen.
     assert seen and all(readings == scored for readings, scored in seen), seen[-5:]
-    assert held.execute("SELECT count(*) FROM anomaly_readings").fetchone()[0] == 4320
-    held.close()
+    assert {r for r, _ in seen} <= {4320, 6480}
+    held_after, _ = held.communicate("\n", timeout=60)
+    assert held_after.strip() == "4320"
     # The new file's rows are in the copy once the run has ended, and in the job's own file.
     assert counts(snap) == (6480, 6480)
     main = duckdb.connect(str(db), read_only=True)
@@ -128,4 +147,40 @@ def test_a_failed_copy_does_not_fail_the_run(tmp_path):
     gone.rmdir()
     out = run("job", "run", "anomaly", "--db", db)
     assert "succeeded" in out.stdout
-    assert "warning: the run's results are committed, but snapshot" in out.stderr, out.stderr
+    assert "warning: the dashboard's copy was not updated: snapshot" in out.stderr, out.stderr
+
+
+def test_the_database_itself_is_refused_however_named(tmp_path):
+    db = tmp_path / "demo.duckdb"
+    demo(tmp_path, db)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.duckdb").symlink_to(db)
+    for to in [tmp_path / "sub" / ".." / "demo.duckdb", tmp_path / "link.duckdb"]:
+        out = run("snapshot", "--db", db, "--to", to, check=False)
+        assert out.returncode != 0 and "cannot be the database file itself" in out.stderr, (to, out.stderr)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM sqlscore_models").fetchone()[0] == 6
+
+
+def test_leftovers_wal_and_permissions(tmp_path):
+    db = tmp_path / "demo.duckdb"
+    demo(tmp_path, db)
+    db.chmod(0o600)
+    snap = tmp_path / "demo.snapshot.duckdb"
+    run("snapshot", "--db", db)
+    assert snap.stat().st_mode & 0o777 == 0o600
+    # Someone opened the copy read-write and left a WAL with a table in it; a killed publisher
+    # left a temporary copy.
+    con = duckdb.connect(str(snap))
+    con.execute("SET checkpoint_threshold = '1GB'; CREATE TABLE phantom AS SELECT 1 AS x")
+    shutil.copyfile(f"{snap}.wal", tmp_path / "saved.wal")
+    con.close()
+    shutil.copyfile(tmp_path / "saved.wal", f"{snap}.wal")
+    dead = tmp_path / ".demo.snapshot.duckdb.999999-0.sqlscore-tmp"
+    dead.write_bytes(b"x" * 1000)
+    run("job", "run", "anomaly", "--db", db)
+    con = duckdb.connect(str(snap), read_only=True)
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'phantom'").fetchone()[0] == 0
+    con.close()
+    assert not dead.exists()
+    assert [p.name for p in tmp_path.iterdir() if "sqlscore-tmp" in p.name] == []
