@@ -3,6 +3,9 @@
 # to run twice.
 
 SHELL := /bin/bash
+# The test targets share the machine's PostgreSQL install and ports: one target at a time (cargo and
+# the tests parallelise inside).
+.NOTPARALLEL:
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -140,7 +143,8 @@ pg-stop:
 DB ?= sqlscore-demo.duckdb
 DASHBOARD_PORT ?= 8088
 dashboard: cli
-	SQLSCORE_DASHBOARD_PORT=$(DASHBOARD_PORT) scripts/dashboard.sh up "$(DB)"
+	@# Not echoed: DB may hold a password.
+	@SQLSCORE_DASHBOARD_PORT=$(DASHBOARD_PORT) scripts/dashboard.sh up "$(DB)"
 
 dashboard-stop:
 	SQLSCORE_DASHBOARD_PORT=$(DASHBOARD_PORT) scripts/dashboard.sh stop
@@ -149,15 +153,18 @@ dashboard-stop:
 # every chart's data from Superset's API against the same SQL run directly, new scores showing while
 # Superset runs, read-only viewers, and a headless Chromium screenshot in which every chart is drawn
 # (target/dashboard/*.png). Its own Superset (port 8097, state in target/dashboard) and PostgreSQL
-# cluster; about 3 minutes on 2 cores once Superset and Chromium are installed.
+# cluster (port 5498); about 1 minute on 2 cores once Superset and Chromium are installed.
 test-dashboard: venv extension cli demo-models pg-install
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
-	SQLSCORE_DASHBOARD_HOME=$(CURDIR)/target/dashboard/superset SQLSCORE_DASHBOARD_PORT=8097 scripts/dashboard.sh stop
-	scripts/pg-cluster.sh stop
-	scripts/pg-cluster.sh start
-	trap 'scripts/pg-cluster.sh stop; SQLSCORE_DASHBOARD_HOME=$(CURDIR)/target/dashboard/superset SQLSCORE_DASHBOARD_PORT=8097 scripts/dashboard.sh stop' EXIT; \
-	SQLSCORE_PG_URL=$(PG_URL) SQLSCORE_DASHBOARD_HOME=$(CURDIR)/target/dashboard/superset SQLSCORE_DASHBOARD_PORT=8097 \
+	$(DASH_TEST_ENV) scripts/dashboard.sh stop
+	$(DASH_TEST_ENV) scripts/pg-cluster.sh stop
+	$(DASH_TEST_ENV) scripts/pg-cluster.sh start
+	trap '$(DASH_TEST_ENV) scripts/pg-cluster.sh stop; $(DASH_TEST_ENV) scripts/dashboard.sh stop' EXIT; \
+	$(DASH_TEST_ENV) SQLSCORE_PG_URL=postgres://postgres@127.0.0.1:5498/postgres \
 	  scripts/dashboard.sh pytest -q -p no:cacheprovider tests/dashboard
+# Its own Superset and PostgreSQL cluster: neither `make dashboard` nor `make demo-pg` is touched.
+DASH_TEST_ENV := SQLSCORE_DASHBOARD_HOME=$(CURDIR)/target/dashboard/superset SQLSCORE_DASHBOARD_PORT=8097 \
+  SQLSCORE_PGPORT=5498 SQLSCORE_PGROOT=/tmp/sqlscore-pg-dashboard
 
 # The native evaluator against ONNX Runtime, model by model, 1 thread, batches of 2,048 rows
 # (BENCHMARKS.md "Native evaluator"). The models are exported once by bench/native_models.py.

@@ -6,12 +6,13 @@ The datasets are the demo's BI views (sql/bi_views.sql in DuckDB, sql/bi_views_p
 PostgreSQL: the same names, columns and types), so one definition serves both engines; only the
 database connection differs:
 
-    python dashboard/bundle.py --uri duckdb:////abs/demo.snapshot.duckdb --out bundle.zip
-    python dashboard/bundle.py --uri postgresql://user@host:5432/db --out bundle.zip
+    python dashboard/bundle.py --uri duckdb:///:memory: --out bundle.zip
+    python dashboard/bundle.py --uri postgresql+psycopg2://viewer:pw@host:5432/db --out bundle.zip
 
-DuckDB is read through the snapshot copy that job runs publish (`sqlscore snapshot`), opened
-read-only, so the dashboard never holds the file a job writes. PostgreSQL sessions are read-only
-(`default_transaction_read_only`). Every chart, dataset and the database leave `cache_timeout`
+DuckDB is read through the snapshot copy that job runs publish (`sqlscore snapshot`), attached
+read-only by each connection (dashboard/superset_config.py), so the dashboard never holds the
+file a job writes. PostgreSQL sessions are read-only (`default_transaction_read_only`), as a role
+that can read the BI views only (scripts/dashboard.sh creates it). Every chart, dataset and the database leave `cache_timeout`
 unset, so chart results are cached for SQLSCORE_DASHBOARD_CACHE_S seconds (dashboard/superset_config.py),
 and the dashboard refreshes itself every REFRESH_S seconds.
 
@@ -47,13 +48,15 @@ DATASETS: dict[str, list[tuple[str, str, bool]]] = {
         ("ts", "TIMESTAMP", True), ("value", "DOUBLE", False), ("score", "DOUBLE", False),
         ("is_anomaly", "BOOLEAN", False), ("injected", "BOOLEAN", False), ("model", "VARCHAR", False),
         ("model_version", "BIGINT", False), ("run_id", "BIGINT", False), ("scored_at", "TIMESTAMP WITH TIME ZONE", True),
+        ("source_file", "VARCHAR", False),
     ],
     "anomalies_by_sensor": [
         ("device_id", "VARCHAR", False), ("sensor_id", "VARCHAR", False), ("readings", "BIGINT", False),
         ("anomalies", "BIGINT", False), ("anomaly_pct", "DOUBLE", False), ("worst_score", "DOUBLE", False),
     ],
     "anomalies_by_hour": [
-        ("hour", "TIMESTAMP", True), ("readings", "BIGINT", False), ("anomalies", "BIGINT", False),
+        ("hour", "TIMESTAMP", True), ("device_id", "VARCHAR", False), ("readings", "BIGINT", False),
+        ("anomalies", "BIGINT", False),
         ("injected", "BIGINT", False), ("injected_found", "BIGINT", False),
     ],
     "score_histogram": [("score_bin", "DOUBLE", False), ("readings", "BIGINT", False), ("anomalies", "BIGINT", False)],
@@ -65,7 +68,7 @@ DATASETS: dict[str, list[tuple[str, str, bool]]] = {
         ("run_id", "BIGINT", False), ("job", "VARCHAR", False), ("status", "VARCHAR", False),
         ("started_at", "TIMESTAMP WITH TIME ZONE", True), ("finished_at", "TIMESTAMP WITH TIME ZONE", True),
         ("duration_s", "DOUBLE", False), ("rows_scored", "BIGINT", False), ("rows_rejected", "BIGINT", False),
-        ("rows_per_s", "DOUBLE", False), ("error", "VARCHAR", False),
+        ("files_scored", "BIGINT", False), ("rows_per_s", "DOUBLE", False), ("error", "VARCHAR", False),
     ],
     "job_backlog": [
         ("job", "VARCHAR", False), ("last_run_id", "BIGINT", False), ("last_status", "VARCHAR", False),
@@ -195,9 +198,11 @@ LAYOUT = [["readings", "anomalies", "backlog", "lag"], ["per_hour", "per_sensor"
 
 def database_yaml(uri: str) -> dict:
     if uri.startswith("duckdb:"):
-        connect_args = {"read_only": True}
+        # duckdb:///:memory: with the snapshot attached read-only per connection, and file access
+        # locked down (dashboard/superset_config.py).
+        connect_args = {}
     else:
-        connect_args = {"options": "-c default_transaction_read_only=on"}
+        connect_args = {"options": "-c default_transaction_read_only=on -c statement_timeout=60s"}
     return {
         "database_name": "sqlscore", "sqlalchemy_uri": uri, "cache_timeout": None, "expose_in_sqllab": False,
         "allow_run_async": False, "allow_ctas": False, "allow_cvas": False, "allow_dml": False,

@@ -13,6 +13,7 @@ Environment:
 """
 
 import os
+import re
 from datetime import timedelta
 
 from superset.key_value.types import JsonKeyValueCodec
@@ -164,3 +165,113 @@ BACKUP_COUNT = 7
 
 SUPERSET_WEBSERVER_TIMEOUT = 120
 ROW_LIMIT = 50000
+
+# ---------------------------------------------------------------------------------------------
+# Viewers run the saved charts' queries and nothing else. A chart's data API accepts a whole query
+# context: whoever may read charts may also send metrics, columns and filters of their own, as SQL
+# expressions that Superset checks only for subqueries, so an anonymous visitor could call any
+# function of the database (read files through DuckDB's read_text, or PostgreSQL's pg_read_file
+# as a superuser). Superset compares the request with the saved chart for embedded guests only;
+# here anonymous requests must name a saved chart, and every SQL-bearing string they carry
+# (metrics, columns, order, filters, where/having) must be one the chart itself holds.
+# ---------------------------------------------------------------------------------------------
+from superset.security import SupersetSecurityManager  # noqa: E402
+
+_SQL_KEYS = ("metrics", "columns", "groupby", "orderby", "series_columns", "filters", "filter", "extras",
+             "annotation_layers", "having", "where")
+
+
+def _strings(value, into: set) -> set:
+    if isinstance(value, str):
+        if value:
+            into.add(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _strings(v, into)
+    elif isinstance(value, (list, tuple, set)):
+        for v in value:
+            _strings(v, into)
+    return into
+
+
+def _unsaved_sql(query_context) -> str | None:
+    """What in an anonymous request is not the saved chart's, or None."""
+    import json
+
+    chart = query_context.slice_
+    form_data = query_context.form_data or {}
+    if chart is None or form_data.get("slice_id") != chart.id:
+        return "the request names no saved chart"
+    allowed = _strings(chart.params_dict, set())
+    if chart.query_context:
+        _strings(json.loads(chart.query_context), allowed)
+    for query in query_context.queries:
+        q = query.to_dict()
+        for key in _SQL_KEYS:
+            extra = _strings(q.get(key), set()) - allowed
+            if extra:
+                return f"{key}: {sorted(extra)[:3]}"
+    return None
+
+
+class ReadOnlyViewers(SupersetSecurityManager):
+    def raise_for_access(self, *args, **kwargs):
+        super().raise_for_access(*args, **kwargs)
+        query_context = kwargs.get("query_context")
+        from flask import g
+
+        user = getattr(g, "user", None)
+        if query_context is not None and (user is None or getattr(user, "is_anonymous", False)):
+            why = _unsaved_sql(query_context)
+            if why:
+                from superset.errors import ErrorLevel, SupersetError, SupersetErrorType
+                from superset.exceptions import SupersetSecurityException
+
+                raise SupersetSecurityException(
+                    SupersetError(
+                        error_type=SupersetErrorType.DASHBOARD_SECURITY_ACCESS_ERROR,
+                        message=f"viewers can only load the dashboard's saved charts ({why})",
+                        level=ErrorLevel.WARNING,
+                    )
+                )
+
+
+CUSTOM_SECURITY_MANAGER = ReadOnlyViewers
+
+# ---------------------------------------------------------------------------------------------
+# DuckDB: the bundle's connection is `duckdb:///:memory:`, and each new connection attaches the
+# snapshot copy named in $STATE/duckdb_snapshot (written by `scripts/dashboard.sh up`) read-only
+# and makes it the default catalog. Opening the copy per connection matters: DuckDB's Python
+# client shares one database instance per file path for as long as any connection to it is open,
+# so with overlapping requests a connection to the path itself could keep serving a copy that
+# was long replaced. Then the connection locks itself down: no file access except the folders of
+# the jobs' source globs (the backlog view lists the lake), and no configuration changes.
+# ---------------------------------------------------------------------------------------------
+from sqlalchemy import event  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+DUCKDB_SNAPSHOT_FILE = os.path.join(STATE_DIR, "duckdb_snapshot")
+
+
+@event.listens_for(Engine, "connect")
+def _attach_duckdb_snapshot(dbapi_connection, _record):
+    if "duckdb" not in type(dbapi_connection).__module__:
+        return
+    try:
+        with open(DUCKDB_SNAPSHOT_FILE, encoding="utf-8") as f:
+            snapshot = f.read().strip()
+    except FileNotFoundError:
+        return
+    quoted = snapshot.replace("'", "''")
+    dbapi_connection.execute(f"ATTACH '{quoted}' AS sqlscore (READ_ONLY)")
+    dbapi_connection.execute("USE sqlscore")
+    sources = [r[0] for r in dbapi_connection.execute(
+        "SELECT source FROM sqlscore.main.sqlscore_jobs").fetchall()] if dbapi_connection.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'sqlscore' AND table_name = 'sqlscore_jobs'"
+    ).fetchone()[0] else []
+    # The folder above the first wildcard of each (absolute) glob.
+    folders = sorted({os.path.dirname(re.split(r"[*?\[{]", s, maxsplit=1)[0]) + "/" for s in sources
+                      if s.startswith("/")})
+    dbapi_connection.execute("SET allowed_directories = ?", [folders])
+    dbapi_connection.execute("SET enable_external_access = false")
+    dbapi_connection.execute("SET lock_configuration = true")

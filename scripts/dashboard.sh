@@ -213,7 +213,8 @@ import_bundle() {
     [[ -n "$zip" ]] || return 0
     zip="$(abspath "$zip")"
     [[ -f "$zip" ]] || die "SQLSCORE_DASHBOARD_BUNDLE=$zip: no such file"
-    local want; want="$(sha "$zip") $zip"
+    # This script's import step is part of what was imported.
+    local want; want="$(sha "$zip") $zip $(sha "${BASH_SOURCE[0]}")"
     if [[ "${SQLSCORE_DASHBOARD_REIMPORT:-0}" != 1 && "$(cat "$STATE/.bundle.stamp" 2>/dev/null)" == "$want" ]]; then
         say "bundle $zip already imported (SQLSCORE_DASHBOARD_REIMPORT=1 forces it)"
         return 0
@@ -240,6 +241,22 @@ with app.app_context():
     with ZipFile(sys.argv[1]) as bundle:
         contents = get_contents_from_bundle(bundle)
     ImportAssetsCommand(contents).run()
+    # A chart saved in the UI names itself in its query context's form_data (slice_id), which
+    # is how the data API knows the request is that chart's (dashboard/superset_config.py lets
+    # viewers run nothing else); the ids exist only now.
+    import json
+    import yaml
+    from superset import db
+    from superset.models.slice import Slice
+
+    for name, text in contents.items():
+        if not name.startswith("charts/"):
+            continue
+        chart = db.session.query(Slice).filter_by(uuid=yaml.safe_load(text)["uuid"]).one()
+        qc = json.loads(chart.query_context)
+        qc["form_data"]["slice_id"] = chart.id
+        chart.query_context = json.dumps(qc)
+    db.session.commit()
     print("imported", len(contents), "files")
 EOF
     printf '%s\n' "$want" >"$STATE/.bundle.stamp"
@@ -297,7 +314,7 @@ start_server() {
     # setsid: the server gets its own process group (stop signals master and workers together).
     setsid nohup "$VENV/bin/gunicorn" \
         --bind "127.0.0.1:$PORT" --workers "$WORKERS" --worker-class gthread --threads 4 \
-        --timeout 120 --graceful-timeout 10 --limit-request-line 0 --limit-request-field_size 0 \
+        --timeout 120 --graceful-timeout 10 \
         --access-logfile - --error-logfile - \
         "superset.app:create_app()" >>"$LOG" 2>&1 </dev/null &
     local pid=$!
@@ -325,9 +342,13 @@ start_server() {
 # The BI views the dashboard's datasets read (sql/bi_views.sql, sql/bi_views_pg.sql).
 BI_VIEWS="anomaly_readings anomalies_by_sensor anomalies_by_hour score_histogram detection_quality job_history job_backlog score_drift score_drift_by_run"
 
+# A URL with its password hidden, for messages.
+redact() { sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#' <<<"$1"; }
+
 # `up DB`: the dashboard bundle (dashboard/bundle.py) for DB's connection, imported, then started.
 # A DuckDB file is read through its snapshot copy (`sqlscore snapshot`, which also makes every later
 # job run republish it): Superset never opens the file jobs write, so neither blocks the other.
+# A PostgreSQL database is read as a role that may read the BI views and nothing else.
 cmd_up() {
     local db="${1:-sqlscore-demo.duckdb}" uri
     ( umask 077; mkdir -p "$STATE" )
@@ -335,19 +356,10 @@ cmd_up() {
     ensure_venv
     case "$db" in
         postgres://*|postgresql://*)
-            uri="postgresql+psycopg2://${db#*://}"
-            "$PY" - "$db" "$BI_VIEWS" <<'EOF' || die "$db lacks the demo's BI views: run \`sqlscore demo --db $db\` (or make demo-pg) first"
-import sys
-import psycopg2
-want = set(sys.argv[2].split())
-with psycopg2.connect(sys.argv[1], connect_timeout=5) as c, c.cursor() as cur:
-    cur.execute("SELECT viewname FROM pg_views WHERE viewname = ANY(%s) AND schemaname = ANY(current_schemas(false))",
-                [sorted(want)])
-    missing = want - {r[0] for r in cur.fetchall()}
-if missing:
-    print("dashboard: missing views:", ", ".join(sorted(missing)), file=sys.stderr)
-    sys.exit(1)
-EOF
+            rm -f "$STATE/duckdb_snapshot"
+            uri="$(SQLSCORE_DASHBOARD_PG_URL="$db" "$PY" "$REPO/dashboard/pg_viewer.py" "$STATE" $BI_VIEWS)" \
+                || die "$(redact "$db"): see above (the demo's BI views come from \`sqlscore demo --db URL\` or make demo-pg)"
+            say "reading $(redact "$db") as $(redact "${uri#postgresql+psycopg2://}")"
             ;;
         *)
             [[ -f "$db" ]] || die "$db: no such DuckDB file: run \`make demo\` first (or: make dashboard DB=postgres://...)"
@@ -365,11 +377,12 @@ if missing:
     print("dashboard: missing views:", ", ".join(sorted(missing)), file=sys.stderr)
     sys.exit(1)
 EOF
+            ( umask 077; printf '%s\n' "$snap" >"$STATE/duckdb_snapshot" )
             say "reading $db through its snapshot $snap (every job run of $db republishes it)"
-            uri="duckdb:///$snap"
+            uri="duckdb:///:memory:"
             ;;
     esac
-    "$PY" "$REPO/dashboard/bundle.py" --uri "$uri" --out "$STATE/bundle.zip" >/dev/null
+    ( umask 077; "$PY" "$REPO/dashboard/bundle.py" --uri "$uri" --out "$STATE/bundle.zip" >/dev/null )
     SQLSCORE_DASHBOARD_BUNDLE="$STATE/bundle.zip" cmd_start
 }
 

@@ -6,7 +6,7 @@
 
 CREATE OR REPLACE VIEW anomaly_readings AS
 SELECT id, device_id, sensor_id, ts, value, score, score < 0 AS is_anomaly, injected,
-       model, CAST(model_version AS BIGINT) AS model_version, run_id, scored_at
+       model, CAST(model_version AS BIGINT) AS model_version, run_id, scored_at, source_file
 FROM anomaly_scores;
 
 CREATE OR REPLACE VIEW anomalies_by_sensor AS
@@ -21,13 +21,13 @@ GROUP BY device_id, sensor_id;
 -- Per hour of reading time, with the injected anomalies (the demo's ground truth) next to what
 -- the models flagged.
 CREATE OR REPLACE VIEW anomalies_by_hour AS
-SELECT date_trunc('hour', ts)                              AS hour,
+SELECT date_trunc('hour', ts)                              AS hour, device_id,
        count(*)                                            AS readings,
        count(*) FILTER (WHERE is_anomaly)                  AS anomalies,
        count(*) FILTER (WHERE injected)                    AS injected,
        count(*) FILTER (WHERE injected AND is_anomaly)     AS injected_found
 FROM anomaly_readings
-GROUP BY date_trunc('hour', ts);
+GROUP BY date_trunc('hour', ts), device_id;
 
 -- The score distribution in bins of 0.01; the long tail below -0.3 (and above 0.1) is kept in
 -- the end bins.
@@ -47,11 +47,13 @@ SELECT count(*) FILTER (WHERE injected AND is_anomaly)         AS true_positives
        count(*) FILTER (WHERE NOT injected AND NOT is_anomaly) AS true_negatives
 FROM anomaly_readings;
 
--- What the scoring jobs did, run by run (operators' view).
+-- What the scoring jobs did, run by run (operators' view). A run whose process was killed stays
+-- `running` here until the job's next run records it as failed (`sqlscore job runs` shows it
+-- failed at once: it checks the process).
 CREATE OR REPLACE VIEW job_history AS
 SELECT run_id, job, status, started_at, finished_at,
        CAST(epoch(coalesce(finished_at, current_timestamp) - started_at) AS DOUBLE) AS duration_s,
-       rows_scored, rows_rejected,
+       rows_scored, rows_rejected, files_scored,
        CAST(round(rows_scored / greatest(epoch(coalesce(finished_at, current_timestamp) - started_at), 0.001), 1)
             AS DOUBLE) AS rows_per_s,
        error

@@ -78,8 +78,12 @@ pub fn run(args: DemoArgs) -> Result<(), BoxError> {
     let db = args.db.display().to_string();
     if crate::pg::is_url(&db) {
         println!(
-            "sqlscore demo (Postgres): {} devices x {} sensors x {} h every {} s -> {db}",
-            args.devices, args.sensors, args.hours, args.interval
+            "sqlscore demo (Postgres): {} devices x {} sensors x {} h every {} s -> {}",
+            args.devices,
+            args.sensors,
+            args.hours,
+            args.interval,
+            crate::pg::redact(&db)
         );
         return crate::pg::demo(&db, &args.models, args.devices, args.sensors, args.hours, args.interval);
     }

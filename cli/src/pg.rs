@@ -92,6 +92,17 @@ pub fn describe(e: tokio_postgres::Error) -> BoxError {
 
 /// The IoT scenario inside Postgres: readings table, one model per (device, sensor), one
 /// `INSERT ... SELECT sqlscore.score('anomaly_' || sensor_id, value)`.
+/// A URL with its password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
 /// Hours of readings the demo lands per call after the backlog (as the DuckDB demo's files).
 const LAND_HOURS: i64 = 6;
 const JOB: &str = "anomaly";
@@ -121,9 +132,14 @@ pub fn demo(url: &str, models: &Path, devices: u32, sensors: u32, hours: u32, in
             c.query_opt("SELECT 1 FROM sqlscore.jobs WHERE name = $1", &[&JOB]).await.map_err(describe)?.is_some();
         if !has_job {
             // The demo owns these tables; an earlier demo's (one INSERT, no job) are replaced.
-            c.batch_execute("DROP TABLE IF EXISTS anomaly_scores CASCADE; DROP TABLE IF EXISTS readings CASCADE")
-                .await
-                .map_err(describe)?;
+            // Without CASCADE: a user's view over them makes this fail instead of vanishing.
+            c.batch_execute(
+                "DROP VIEW IF EXISTS anomalies_by_sensor, anomalies_by_hour, score_histogram, detection_quality, \
+                 job_history, job_backlog, score_drift, score_drift_by_run, anomaly_readings; \
+                 DROP TABLE IF EXISTS anomaly_scores, readings",
+            )
+            .await
+            .map_err(describe)?;
         }
         c.batch_execute(setup).await.map_err(describe)?;
         let mut new = 0;
@@ -200,9 +216,10 @@ pub fn demo(url: &str, models: &Path, devices: u32, sensors: u32, hours: u32, in
             .await?;
         let (readings, anomalies, found, missed): (i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
         println!("  {readings} readings, {anomalies} anomalies; injected anomalies found: {found}, missed: {missed}");
+        let shown = redact(url);
         println!(
-            "anomaly_scores, the BI views and the job's runs (sqlscore.job_runs) are in {url}; \
-             see them in a browser: make dashboard DB={url}"
+            "anomaly_scores, the BI views and the job's runs (sqlscore.job_runs) are in {shown}; \
+             see them in a browser: make dashboard DB={shown}"
         );
         Ok(())
     })

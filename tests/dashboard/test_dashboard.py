@@ -18,9 +18,11 @@ them).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import threading
@@ -202,21 +204,27 @@ def test_new_scores_show_while_it_runs(engine):
     # A viewer keeps loading another chart, past the cache, while the job runs: with DuckDB,
     # Superset reads the snapshot copy, so neither waits for the other nor fails. (Not this chart:
     # its cached answer must age out by itself.)
+    # Four at once: overlapping connections in one Superset worker must each see the newest copy.
     failures, stop = [], threading.Event()
 
     def viewer():
         while not stop.is_set():
-            r = requests.get(f"{BASE}/api/v1/chart/{other}/data/?force=true", timeout=60)
-            if r.status_code != 200:
-                failures.append((r.status_code, r.text[:300]))
+            try:
+                r = requests.get(f"{BASE}/api/v1/chart/{other}/data/?force=true", timeout=60)
+                if r.status_code != 200:
+                    failures.append((r.status_code, r.text[:300]))
+            except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
+                failures.append(repr(e))
 
-    t = threading.Thread(target=viewer)
-    t.start()
+    viewers = [threading.Thread(target=viewer) for _ in range(4)]
+    for t in viewers:
+        t.start()
     try:
         out = engine.land_and_score()
     finally:
         stop.set()
-        t.join()
+        for t in viewers:
+            t.join()
     assert "succeeded" in out.stdout, out.stdout
     assert failures == []
     want = engine.query("SELECT count(*) FROM anomaly_readings")[1][0][0]
@@ -248,6 +256,57 @@ def test_viewers_can_only_read(engine):
     assert sqllab.status_code in (302, 401, 403)
 
 
+def test_viewers_run_only_the_saved_charts(engine):
+    """An anonymous chart-data request with anything the saved chart does not hold (a metric of
+    its own, a WHERE clause, no chart at all) is refused; the saved query is answered."""
+    chart = charts()["Anomalies"]
+    saved = requests.get(f"{BASE}/api/v1/chart/{chart['id']}", timeout=30).json()["result"]
+    qc = json.loads(saved["query_context"])
+    assert requests.post(f"{BASE}/api/v1/chart/data", json=qc, timeout=60).status_code == 200
+    probe = ("MAX(length(pg_read_file('/etc/hostname')))" if engine.name == "postgres"
+             else "MAX(length(current_setting('allowed_directories')::VARCHAR))")
+    evil = [
+        lambda q: q["queries"][0].update(metrics=[{"expressionType": "SQL", "sqlExpression": probe, "label": "x"}]),
+        lambda q: q["queries"][0].update(extras={"where": "1 = 1"}),
+        lambda q: (q["form_data"].pop("slice_id", None), q["form_data"].update(slice_id=None)),
+        lambda q: q["queries"][0].update(columns=["model"]),
+    ]
+    for change in evil:
+        q = json.loads(saved["query_context"])
+        change(q)
+        r = requests.post(f"{BASE}/api/v1/chart/data", json=q, timeout=60)
+        assert r.status_code in (401, 403), (r.status_code, r.text[:300])
+    if engine.name == "postgres":
+        # What Superset connects as: a role that reads the BI views and nothing else.
+        con = psycopg2.connect(engine.db)
+        with con.cursor() as cur:
+            cur.execute("SELECT rolsuper, has_table_privilege('sqlscore_dashboard', 'anomaly_scores', 'SELECT'), "
+                        "has_table_privilege('sqlscore_dashboard', 'anomaly_readings', 'SELECT') "
+                        "FROM pg_roles WHERE rolname = 'sqlscore_dashboard'")
+            assert cur.fetchone() == (False, False, True)
+        con.close()
+
+
+def test_duckdb_connections_are_locked_down(engine):
+    """Each DuckDB connection of Superset attaches the snapshot read-only, then may read no file
+    outside the jobs' lake folders and change no setting (dashboard/superset_config.py)."""
+    if engine.name != "duckdb":
+        pytest.skip("DuckDB only")
+    sys.path.insert(0, str(ROOT / "dashboard"))
+    import superset_config
+
+    con = duckdb.connect(":memory:")
+    superset_config._attach_duckdb_snapshot(con, None)
+    assert con.execute("SELECT count(*) FROM anomaly_readings").fetchone()[0] > 0
+    assert con.execute("SELECT backlog FROM job_backlog").fetchone()[0] == 0
+    for refused in ["SELECT * FROM read_text('/etc/hostname')", "SET enable_external_access = true",
+                    f"ATTACH '{engine.db}' AS w", "CREATE TABLE sqlscore.t AS SELECT 1",
+                    "COPY (SELECT 1) TO '/tmp/sqlscore-dashboard-probe.csv'"]:
+        with pytest.raises(duckdb.Error):
+            con.execute(refused)
+    con.close()
+
+
 def ink(img: Image.Image, colored: bool) -> int:
     """Pixels that are marks: saturated color (chart series), or dark (text)."""
     px = numpy.asarray(img.convert("RGB")).astype(int)
@@ -262,7 +321,9 @@ def test_screenshot_every_chart_drawn(engine):
     path = SHOTS / f"sensor-anomalies-{engine.name}.png"
     n_charts = len(EXPECTED)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        chromium = shutil.which("chromium")
+        assert chromium, "Debian's chromium is needed (make test-dashboard installs it)"
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
             answers = []
