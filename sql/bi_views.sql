@@ -61,7 +61,9 @@ FROM sqlscore_job_runs;
 
 -- What is waiting: files of the lake the job has not scored (new, or rewritten since), and how
 -- long the oldest of them has waited. Read from the folder when the view is queried, so a
--- dashboard sees a file land before any run.
+-- dashboard sees a file land before any run. read_blob gives whole seconds: a file rewritten with
+-- the same size within the second it was scored shows no backlog (the job itself compares
+-- microseconds and does rescore it).
 CREATE OR REPLACE VIEW job_backlog AS
 WITH landed AS (
     SELECT filename AS path, size, epoch_us(last_modified) AS mtime_us FROM read_blob('{glob}')
