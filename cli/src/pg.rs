@@ -171,15 +171,7 @@ pub fn demo(url: &str, models: &Path, devices: u32, sensors: u32, hours: u32, in
             }
         }
         println!("  models: {new} registered, {} already current", devices * sensors - new);
-        // The next step after the newest reading (0 in an empty table).
-        let next: i64 = c
-            .query_one(
-                "SELECT coalesce(floor(extract(epoch FROM max(ts) - timestamp '2026-01-01') / $1::float8)::bigint + 1, 0) FROM readings",
-                &[&(interval as f64)],
-            )
-            .await
-            .map_err(describe)?
-            .get(0);
+        let next = next_step(c, interval).await?;
         if !has_job {
             let last = next + i64::from(hours) * 3600 / interval;
             let t = Instant::now();
@@ -195,14 +187,7 @@ pub fn demo(url: &str, models: &Path, devices: u32, sensors: u32, hours: u32, in
             println!("  job {JOB}: created: readings -> anomaly_scores, model 'anomaly_' || sensor_id");
             run_demo_job(c).await?;
         }
-        let next: i64 = c
-            .query_one(
-                "SELECT coalesce(floor(extract(epoch FROM max(ts) - timestamp '2026-01-01') / $1::float8)::bigint + 1, 0) FROM readings",
-                &[&(interval as f64)],
-            )
-            .await
-            .map_err(describe)?
-            .get(0);
+        let next = next_step(c, interval).await?;
         let n = c.execute(&fill(next, next + LAND_HOURS * 3600 / interval), &[]).await.map_err(describe)?;
         println!("  new readings landed: {n} (the next {LAND_HOURS} hours)");
         run_demo_job(c).await?;
@@ -223,6 +208,19 @@ pub fn demo(url: &str, models: &Path, devices: u32, sensors: u32, hours: u32, in
         );
         Ok(())
     })
+}
+
+/// The demo's step after its newest reading (0 in an empty table): where the next readings land.
+async fn next_step(c: &Client, interval: i64) -> Result<i64, BoxError> {
+    let row = c
+        .query_one(
+            "SELECT coalesce(floor(extract(epoch FROM max(ts) - timestamp '2026-01-01') / $1::float8)::bigint + 1, 0) \
+             FROM readings",
+            &[&(interval as f64)],
+        )
+        .await
+        .map_err(describe)?;
+    Ok(row.get(0))
 }
 
 /// Runs the demo job in this session (`CALL sqlscore.run_job`) and prints what the run did.
