@@ -16,6 +16,8 @@ DUCKDB_NPM := @duckdb/node-bindings-linux-x64@1.5.6-r.1
 DUCKDB_LIB_DIR := $(CURDIR)/.cache/duckdb-lib
 export DUCKDB_LIB_DIR
 EXTENSION := dist/sqlscore.duckdb_extension
+# The DuckDB releases the extension repository (dist/repository) serves; both are tested.
+DUCKDB_VERSIONS := v1.5.6 v2.0.1
 CLI := target/release/sqlscore
 
 DEVICES ?= 3
@@ -68,6 +70,8 @@ $(DUCKDB_LIB_DIR)/libduckdb.so:
 extension: venv
 	$(CARGO) build --release -p sqlscore-duckdb --features loadable --lib
 	$(PYTHON) scripts/package_extension.py target/release/libsqlscore_duckdb.so $(EXTENSION) $(EXT_VERSION)
+	@# INSTALL sqlscore FROM 'dist/repository' (or its URL when served over HTTP): see README.
+	$(PYTHON) scripts/extension_repository.py $(EXTENSION) dist/repository $(DUCKDB_VERSIONS)
 
 # The same extension with test-only switches (fault injection) in dist/test/; the shipped file
 # never has them. Built after `extension` (cargo keeps both feature sets' artifacts).
