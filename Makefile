@@ -29,12 +29,12 @@ PGRX_VERSION := 0.18.1
 PG_URL := postgres://postgres@127.0.0.1:$${SQLSCORE_PGPORT:-5499}/postgres
 
 .PHONY: fuzz lint demo test test-core test-duckdb test-pg pg-install-test extension test-extension cli venv duckdb-lib demo-models bench bench-native bench-pg bench-jobs bench-lake bench-snapshot \
-        pg-deps pg-install demo-pg pg-stop clean dashboard dashboard-stop test-dashboard
+        pg-deps pg-install demo-pg pg-stop clean dashboard dashboard-stop test-dashboard test-python
 
 demo: venv extension cli demo-models
 	$(CLI) demo --devices $(DEVICES) --sensors $(SENSORS) --hours $(HOURS)
 
-test: venv extension cli test-core test-duckdb test-pg test-dashboard
+test: venv extension cli test-core test-duckdb test-pg test-dashboard test-python
 
 test-core: venv
 	$(CARGO) test --release -p sqlscore-core
@@ -169,6 +169,22 @@ test-dashboard: venv extension cli demo-models pg-install
 # Its own Superset and PostgreSQL cluster: neither `make dashboard` nor `make demo-pg` is touched.
 DASH_TEST_ENV := SQLSCORE_DASHBOARD_HOME=$(CURDIR)/target/dashboard/superset SQLSCORE_DASHBOARD_PORT=8097 \
   SQLSCORE_PGPORT=5498 SQLSCORE_PGROOT=/tmp/sqlscore-pg-dashboard
+
+# The Python package (python/: sqlscore.register, score_frame) against real DuckDB (the extension
+# installed by name from dist/repository) and PostgreSQL (its own cluster, port 5496), with models
+# trained by scikit-learn, XGBoost, LightGBM and CatBoost. Its own venv (.cache/pkg-venv, locked in
+# python/requirements-test.txt), where `pip install ./python` must resolve by itself.
+PKG_VENV := .cache/pkg-venv
+PY_TEST_ENV := SQLSCORE_PGPORT=5496 SQLSCORE_PGROOT=/tmp/sqlscore-pg-python
+test-python: extension pg-install
+	test -x $(PKG_VENV)/bin/python || $(PYTHON) -m venv $(PKG_VENV)
+	$(PKG_VENV)/bin/pip install -q --disable-pip-version-check -r python/requirements-test.txt
+	$(PKG_VENV)/bin/pip install -q --disable-pip-version-check --force-reinstall --no-deps ./python
+	$(PKG_VENV)/bin/pip install -q --disable-pip-version-check ./python
+	$(PY_TEST_ENV) scripts/pg-cluster.sh stop
+	$(PY_TEST_ENV) scripts/pg-cluster.sh start
+	trap '$(PY_TEST_ENV) scripts/pg-cluster.sh stop' EXIT; \
+	SQLSCORE_PG_URL=postgres://postgres@127.0.0.1:5496/postgres $(PKG_VENV)/bin/python -m pytest -q -p no:cacheprovider python/tests
 
 # The native evaluator against ONNX Runtime, model by model, 1 thread, batches of 2,048 rows
 # (BENCHMARKS.md "Native evaluator"). The models are exported once by bench/native_models.py.

@@ -1,0 +1,257 @@
+"""Fitted models to ONNX, with the converter and options each library needs, and inputs named after
+the columns of a sample DataFrame so the model binds to a table's columns by name.
+
+- scikit-learn estimators and pipelines: skl2onnx. A model with a ColumnTransformer (string
+  columns included) gets one input per column, as the ColumnTransformer selects them by name.
+  Any other model is converted with one feature tensor, then given one input per column that a
+  Concat feeds into it (`_named_inputs`).
+- XGBoost and LightGBM (their scikit-learn API): onnxmltools; CatBoost: its own ONNX export. Both
+  get one input per feature, in the order the model was trained on (its feature names).
+- Classifiers export probabilities as a tensor (no ZipMap).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+# ai.onnx opset for skl2onnx / onnxmltools: what ONNX Runtime 1.17+ and sqlscore's native
+# evaluator both run.
+TARGET_OPSET = 15
+ML_OPSET = 3
+
+
+class ConversionError(ValueError):
+    """The model cannot be converted, or its ONNX form does not agree with it."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "float" or "string"
+
+
+def columns_of(sample: Any, names: Sequence[str] | None = None) -> list[Column]:
+    """The input columns a sample DataFrame gives: numbers (and booleans) as float, text and
+    categories as string. `names` picks and orders them (default: all, in the frame's order)."""
+    import pandas as pd
+
+    if not isinstance(sample, pd.DataFrame):
+        raise ConversionError("sample must be a pandas DataFrame whose columns are the model's inputs")
+    names = list(names) if names is not None else [str(c) for c in sample.columns]
+    missing = [n for n in names if n not in sample.columns]
+    if missing:
+        raise ConversionError(f"the sample lacks the column(s) the model was trained on: {', '.join(missing)}")
+    out = []
+    for n in names:
+        dtype = sample[n].dtype
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            out.append(Column(n, "float"))
+        elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype) or isinstance(
+            dtype, pd.CategoricalDtype
+        ):
+            out.append(Column(n, "string"))
+        else:
+            raise ConversionError(f"column {n!r}: type {dtype} is not a number or text")
+    return out
+
+
+def feeds(model: onnx.ModelProto, sample: Any) -> dict[str, np.ndarray]:
+    """ONNX Runtime inputs from the sample, one per graph input, by name."""
+    out = {}
+    for i in model.graph.input:
+        if i.name not in sample.columns:
+            raise ConversionError(f"the model's input {i.name!r} is not a column of the sample")
+        col = sample[i.name]
+        if i.type.tensor_type.elem_type == TensorProto.STRING:
+            out[i.name] = col.astype(str).to_numpy(dtype=object).reshape(-1, 1)
+        elif i.type.tensor_type.elem_type == TensorProto.DOUBLE:
+            out[i.name] = col.to_numpy(dtype=np.float64).reshape(-1, 1)
+        elif i.type.tensor_type.elem_type == TensorProto.INT64:
+            out[i.name] = col.to_numpy(dtype=np.int64).reshape(-1, 1)
+        else:
+            out[i.name] = col.to_numpy(dtype=np.float32).reshape(-1, 1)
+    return out
+
+
+def _kind(model: Any) -> str:
+    mod = type(model).__module__.split(".")[0]
+    if mod in ("xgboost", "lightgbm", "catboost"):
+        return mod
+    if mod == "sklearn" or hasattr(model, "get_params"):
+        return "sklearn"
+    raise ConversionError(f"no converter for {type(model).__module__}.{type(model).__name__}: pass a fitted "
+                          "scikit-learn, XGBoost, LightGBM or CatBoost model, or ONNX bytes")
+
+
+def _feature_names(model: Any) -> list[str] | None:
+    for attr in ("feature_names_in_", "feature_names_", "feature_name_"):
+        names = getattr(model, attr, None)
+        if names is not None and len(names):
+            return [str(n) for n in names]
+    return None
+
+
+def _has_column_transformer(model: Any) -> bool:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, ColumnTransformer):
+        return True
+    if isinstance(model, Pipeline):
+        return any(_has_column_transformer(step) for _, step in model.steps)
+    return False
+
+
+def _final_estimator(model: Any) -> Any:
+    from sklearn.pipeline import Pipeline
+
+    while isinstance(model, Pipeline):
+        model = model.steps[-1][1]
+    return model
+
+
+def _named_inputs(m: onnx.ModelProto, columns: list[Column]) -> onnx.ModelProto:
+    """Replaces a model's single feature tensor input by one [N, 1] input per column, concatenated
+    in order into the old input."""
+    g = m.graph
+    if len(g.input) != 1:
+        raise ConversionError(f"expected one feature input, the converted model has {len(g.input)}")
+    old = g.input[0]
+    taken = {t for n in g.node for t in [*n.input, *n.output]} | {o.name for o in g.output} | {
+        i.name for i in g.initializer
+    }
+    clash = [c.name for c in columns if c.name in taken]
+    if clash:
+        raise ConversionError(f"column name(s) {', '.join(map(repr, clash))} clash with names inside the "
+                              "converted model: rename the column(s)")
+    elem = old.type.tensor_type.elem_type
+    new_inputs = [helper.make_tensor_value_info(c.name, elem, [None, 1]) for c in columns]
+    concat = helper.make_node("Concat", [c.name for c in columns], [old.name], axis=1,
+                              name="sqlscore_named_inputs")
+    del g.input[:]
+    g.input.extend(new_inputs)
+    g.node.insert(0, concat)
+    # Concat is a standard op: a graph of ai.onnx.ml ops only (XGBoost's) imports no standard opset.
+    if not any(o.domain in ("", "ai.onnx") for o in m.opset_import):
+        m.opset_import.append(helper.make_opsetid("", TARGET_OPSET))
+    onnx.checker.check_model(m)
+    return m
+
+
+def to_onnx(model: Any, sample: Any, *, target_opset: int = TARGET_OPSET) -> onnx.ModelProto:
+    """Converts a fitted model; `sample` (a DataFrame) names and types its inputs."""
+    kind = _kind(model)
+    trained_on = _feature_names(model)
+    if kind == "sklearn" and _has_column_transformer(model):
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+        cols = columns_of(sample, trained_on)
+        types = [(c.name, StringTensorType([None, 1]) if c.kind == "string" else FloatTensorType([None, 1]))
+                 for c in cols]
+        return convert_sklearn(model, initial_types=types, target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET},
+                               options=_sklearn_options(model))
+    cols = columns_of(sample, trained_on)
+    text = [c.name for c in cols if c.kind == "string"]
+    if text:
+        raise ConversionError(f"column(s) {', '.join(text)} hold text: a {type(model).__name__} takes numbers only "
+                              "(encode them in the pipeline, e.g. a ColumnTransformer with a OneHotEncoder)")
+    n = len(cols)
+    if kind == "sklearn":
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType
+
+        m = convert_sklearn(model, initial_types=[("__sqlscore_features", FloatTensorType([None, n]))],
+                            target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET}, options=_sklearn_options(model))
+    elif kind in ("xgboost", "lightgbm"):
+        import onnxmltools
+        from onnxmltools.convert.common.data_types import FloatTensorType as MFloat
+
+        types = [("__sqlscore_features", MFloat([None, n]))]
+        if kind == "xgboost":
+            # onnxmltools reads the trees' dump, which names features f0, f1, ... only without
+            # feature names: converted from a copy without them (the order is kept).
+            import copy
+
+            plain = copy.deepcopy(model)
+            plain.get_booster().feature_names = None
+            m = onnxmltools.convert_xgboost(plain, initial_types=types, target_opset=target_opset)
+        else:
+            m = onnxmltools.convert_lightgbm(model, initial_types=types, target_opset=target_opset, zipmap=False)
+    else:  # catboost
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
+            model.save_model(f.name, format="onnx")
+            m = onnx.load(f.name)
+    return _named_inputs(m, cols)
+
+
+def _sklearn_options(model: Any) -> dict:
+    final = _final_estimator(model)
+    if hasattr(final, "predict_proba"):
+        return {id(final): {"zipmap": False}}
+    return {}
+
+
+@dataclass(frozen=True)
+class Check:
+    """How the ONNX form agreed with the original on the sample."""
+
+    rows: int
+    output: str
+    max_abs_diff: float
+    label_mismatches: int
+    # The largest |value| of the original's output: differences are judged relative to it.
+    scale: float
+
+
+def _outputs(m: onnx.ModelProto, sample: Any) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, feeds(m, sample))))
+
+
+def check(model: Any, m: onnx.ModelProto, sample: Any) -> Check:
+    """Runs the ONNX model with ONNX Runtime and the original on `sample`, and compares what a
+    score means for the model: class probabilities (and labels) for a classifier, the decision
+    function for an anomaly detector, the prediction for a regressor."""
+    out = _outputs(m, sample)
+    kind = _kind(model)
+    x = sample if kind == "sklearn" and _has_column_transformer(model) else sample[
+        [c.name for c in columns_of(sample, _feature_names(model))]]
+    final = _final_estimator(model) if kind == "sklearn" else model
+    values = list(out.items())
+    labels = values[0][1] if len(values) > 1 else None
+    if hasattr(final, "predict_proba") and len(values) > 1:
+        ref = np.asarray(model.predict_proba(x), dtype=np.float64)
+        name, got = values[1]
+        got = _as_matrix(got, getattr(final, "classes_", None))
+        mismatches = int(np.sum(np.asarray(labels).ravel().astype(str) != np.asarray(model.predict(x)).ravel().astype(str)))
+    elif hasattr(final, "decision_function") and not hasattr(final, "predict_proba") and len(values) > 1:
+        ref = np.asarray(model.decision_function(x), dtype=np.float64)
+        name, got = values[1]
+        mismatches = int(np.sum(np.asarray(labels).ravel() != np.asarray(model.predict(x)).ravel()))
+    else:
+        ref = np.asarray(model.predict(x), dtype=np.float64)
+        name, got = values[0]
+        mismatches = 0
+    got = np.asarray(got, dtype=np.float64).reshape(ref.shape)
+    return Check(rows=len(sample), output=name, max_abs_diff=float(np.max(np.abs(got - ref))) if ref.size else 0.0,
+                 label_mismatches=mismatches, scale=float(np.max(np.abs(ref))) if ref.size else 0.0)
+
+
+def _as_matrix(got: Any, classes: Any) -> np.ndarray:
+    """Probabilities as an [N, classes] matrix, also from a ZipMap's list of {class: p} maps."""
+    if isinstance(got, list) and got and isinstance(got[0], dict):
+        keys = list(classes) if classes is not None else sorted(got[0])
+        return np.array([[row[k] for k in keys] for row in got], dtype=np.float64)
+    return np.asarray(got, dtype=np.float64)
