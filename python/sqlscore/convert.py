@@ -153,6 +153,7 @@ def to_onnx(model: Any, sample: Any, *, target_opset: int = TARGET_OPSET) -> onn
         cols = columns_of(sample, trained_on)
         types = [(c.name, StringTensorType([None, 1]) if c.kind == "string" else FloatTensorType([None, 1]))
                  for c in cols]
+        _register_booster_converters(model)
         return convert_sklearn(model, initial_types=types, target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET},
                                options=_sklearn_options(model))
     cols = columns_of(sample, trained_on)
@@ -165,6 +166,7 @@ def to_onnx(model: Any, sample: Any, *, target_opset: int = TARGET_OPSET) -> onn
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType
 
+        _register_booster_converters(model)
         m = convert_sklearn(model, initial_types=[("__sqlscore_features", FloatTensorType([None, n]))],
                             target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET}, options=_sklearn_options(model))
     elif kind in ("xgboost", "lightgbm"):
@@ -189,6 +191,31 @@ def to_onnx(model: Any, sample: Any, *, target_opset: int = TARGET_OPSET) -> onn
             model.save_model(f.name, format="onnx")
             m = onnx.load(f.name)
     return _named_inputs(m, cols)
+
+
+def _register_booster_converters(model: Any) -> None:
+    """Lets skl2onnx convert a scikit-learn pipeline that ends in an XGBoost or LightGBM model
+    (onnxmltools' converters, registered with skl2onnx once)."""
+    final = _final_estimator(model)
+    lib = type(final).__module__.split(".")[0]
+    if lib not in ("xgboost", "lightgbm"):
+        return
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    if lib == "xgboost":
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost as convert
+        from xgboost import XGBClassifier as Classifier, XGBRegressor as Regressor
+    else:
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm as convert
+        from lightgbm import LGBMClassifier as Classifier, LGBMRegressor as Regressor
+    update_registered_converter(Classifier, f"sqlscore_{lib}_classifier", calculate_linear_classifier_output_shapes,
+                                convert, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    update_registered_converter(Regressor, f"sqlscore_{lib}_regressor", calculate_linear_regressor_output_shapes,
+                                convert)
 
 
 def _sklearn_options(model: Any) -> dict:

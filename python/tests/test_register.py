@@ -128,6 +128,37 @@ def test_boosting_libraries(con, data, library):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_pipeline_ending_in_a_booster(con, data, library):
+    """A ColumnTransformer (text column included) feeding XGBoost / LightGBM inside one pipeline."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    df, y, target = data
+    if library == "xgboost":
+        import xgboost
+
+        last, fit_y = xgboost.XGBClassifier(n_estimators=20, max_depth=3), y
+    else:
+        import lightgbm
+
+        last, fit_y = lightgbm.LGBMRegressor(n_estimators=20, num_leaves=8, verbose=-1), target
+    # Numbers passed through: a scaler computes in float64 in scikit-learn and float32 in ONNX, and
+    # a value that lands on the other side of a split threshold changes a tree's leaf (the check
+    # then refuses the model, as it should).
+    pipe = Pipeline([
+        ("prep", ColumnTransformer([("num", "passthrough", ["age", "income", "balance"]),
+                                    ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["city"])])),
+        ("model", last),
+    ]).fit(df, fit_y)
+    info = sqlscore.register(con, f"p_{library}", pipe, sample=df.head(100))
+    assert [i["name"] for i in info.inputs] == ["age", "income", "balance", "city"]
+    got = sqlscore.score_frame(con, f"p_{library}", df.head(50))
+    want = pipe.predict_proba(df.head(50))[:, 1] if library == "xgboost" else pipe.predict(df.head(50))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_onnx_given_as_is(con):
     raw = (ROOT / "models" / "logistic_binary.onnx").read_bytes()
     a = sqlscore.register(con, "raw", raw)
