@@ -88,11 +88,50 @@ def _kind(model: Any) -> str:
 
 
 def _feature_names(model: Any) -> list[str] | None:
+    """The names of the features in the order the model was trained on, when it kept them."""
+    import re
+
     for attr in ("feature_names_in_", "feature_names_", "feature_name_"):
         names = getattr(model, attr, None)
-        if names is not None and len(names):
+        if names is not None and not callable(names) and len(names):
             return [str(n) for n in names]
+    booster = model.get_booster() if hasattr(model, "get_booster") else model
+    names = getattr(booster, "feature_names", None)  # xgboost.Booster
+    if names is None and callable(getattr(booster, "feature_name", None)):  # lightgbm.Booster
+        names = booster.feature_name()
+        # LightGBM names numpy-trained features Column_0, Column_1, ...: no names at all.
+        if names and all(re.fullmatch(r"Column_\d+", n) for n in names):
+            names = None
+    return [str(n) for n in names] if names else None
+
+
+def _n_features(model: Any) -> int | None:
+    for get in (lambda m: m.n_features_in_, lambda m: m.get_booster().num_features(), lambda m: m.num_features(),
+                lambda m: m.num_feature()):
+        try:
+            return int(get(model))
+        except Exception:  # noqa: BLE001 - whichever the library has
+            continue
     return None
+
+
+def _training_columns(model: Any, sample: Any) -> list[Column]:
+    """The sample's columns in the order the model was trained on. Without feature names the
+    order cannot be known: the sample must then have exactly as many columns as the model has
+    features, taken in the sample's order (with a warning)."""
+    names = _feature_names(model)
+    if names is not None:
+        return columns_of(sample, names)
+    n = _n_features(model)
+    if n is not None and n != len(sample.columns):
+        raise ConversionError(f"the {type(model).__name__} has no feature names and was trained on {n} features, but "
+                              f"the sample has {len(sample.columns)} columns: pass exactly its {n} columns, in "
+                              "training order (or fit the model on a DataFrame, which keeps the names)")
+    import warnings
+
+    warnings.warn(f"the {type(model).__name__} has no feature names: the sample's column order "
+                  f"({', '.join(map(str, sample.columns))}) is taken as the training order", stacklevel=3)
+    return columns_of(sample)
 
 
 def _has_column_transformer(model: Any) -> bool:
@@ -145,18 +184,18 @@ def _named_inputs(m: onnx.ModelProto, columns: list[Column]) -> onnx.ModelProto:
 def to_onnx(model: Any, sample: Any, *, target_opset: int = TARGET_OPSET) -> onnx.ModelProto:
     """Converts a fitted model; `sample` (a DataFrame) names and types its inputs."""
     kind = _kind(model)
-    trained_on = _feature_names(model)
     if kind == "sklearn" and _has_column_transformer(model):
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-        cols = columns_of(sample, trained_on)
+        cols = _training_columns(model, sample)
         types = [(c.name, StringTensorType([None, 1]) if c.kind == "string" else FloatTensorType([None, 1]))
                  for c in cols]
-        _register_booster_converters(model)
-        return convert_sklearn(model, initial_types=types, target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET},
-                               options=_sklearn_options(model))
-    cols = columns_of(sample, trained_on)
+        plain = _register_booster_converters(model)
+        m = convert_sklearn(plain, initial_types=types, target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET},
+                            options=_sklearn_options(plain))
+        return _rename_inputs(m, [c.name for c in cols])
+    cols = _training_columns(model, sample)
     text = [c.name for c in cols if c.kind == "string"]
     if text:
         raise ConversionError(f"column(s) {', '.join(text)} hold text: a {type(model).__name__} takes numbers only "
@@ -166,9 +205,9 @@ def to_onnx(model: Any, sample: Any, *, target_opset: int = TARGET_OPSET) -> onn
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType
 
-        _register_booster_converters(model)
-        m = convert_sklearn(model, initial_types=[("__sqlscore_features", FloatTensorType([None, n]))],
-                            target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET}, options=_sklearn_options(model))
+        plain = _register_booster_converters(model)
+        m = convert_sklearn(plain, initial_types=[("__sqlscore_features", FloatTensorType([None, n]))],
+                            target_opset={"": target_opset, "ai.onnx.ml": ML_OPSET}, options=_sklearn_options(plain))
     elif kind in ("xgboost", "lightgbm"):
         import onnxmltools
         from onnxmltools.convert.common.data_types import FloatTensorType as MFloat
@@ -180,7 +219,7 @@ def to_onnx(model: Any, sample: Any, *, target_opset: int = TARGET_OPSET) -> onn
             import copy
 
             plain = copy.deepcopy(model)
-            plain.get_booster().feature_names = None
+            (plain.get_booster() if hasattr(plain, "get_booster") else plain).feature_names = None
             m = onnxmltools.convert_xgboost(plain, initial_types=types, target_opset=target_opset)
         else:
             m = onnxmltools.convert_lightgbm(model, initial_types=types, target_opset=target_opset, zipmap=False)
@@ -193,13 +232,14 @@ def to_onnx(model: Any, sample: Any, *, target_opset: int = TARGET_OPSET) -> onn
     return _named_inputs(m, cols)
 
 
-def _register_booster_converters(model: Any) -> None:
+def _register_booster_converters(model: Any) -> Any:
     """Lets skl2onnx convert a scikit-learn pipeline that ends in an XGBoost or LightGBM model
-    (onnxmltools' converters, registered with skl2onnx once)."""
+    (onnxmltools' converters, registered with skl2onnx). Returns the model to convert: for XGBoost a
+    copy whose booster has no feature names (the converter reads f0, f1, ... from its dump)."""
     final = _final_estimator(model)
     lib = type(final).__module__.split(".")[0]
     if lib not in ("xgboost", "lightgbm"):
-        return
+        return model
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import (
         calculate_linear_classifier_output_shapes,
@@ -216,13 +256,45 @@ def _register_booster_converters(model: Any) -> None:
                                 convert, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
     update_registered_converter(Regressor, f"sqlscore_{lib}_regressor", calculate_linear_regressor_output_shapes,
                                 convert)
+    if lib != "xgboost" or final.get_booster().feature_names is None:
+        return model
+    import copy
+
+    plain = copy.deepcopy(model)
+    _final_estimator(plain).get_booster().feature_names = None
+    return plain
 
 
 def _sklearn_options(model: Any) -> dict:
+    from sklearn.base import is_classifier
+
     final = _final_estimator(model)
-    if hasattr(final, "predict_proba"):
+    if is_classifier(final):
         return {id(final): {"zipmap": False}}
     return {}
+
+
+def _rename_inputs(m: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """Gives the graph's inputs the column names back: skl2onnx rewrites names it finds unusual
+    (`my col` -> `my_col`, `label` -> `label1`), and the registry binds columns by input name."""
+    g = m.graph
+    if len(g.input) != len(names):
+        raise ConversionError(f"the converted model has {len(g.input)} inputs for {len(names)} columns")
+    rename = {i.name: n for i, n in zip(g.input, names) if i.name != n}
+    if not rename:
+        return m
+    taken = {t for node in g.node for t in [*node.input, *node.output]} | {o.name for o in g.output} | {
+        i.name for i in g.initializer} - set(rename)
+    clash = [n for n in rename.values() if n in taken]
+    if clash:
+        raise ConversionError(f"column name(s) {', '.join(map(repr, clash))} clash with names inside the converted "
+                              "model: rename the column(s)")
+    for i in g.input:
+        i.name = rename.get(i.name, i.name)
+    for node in g.node:
+        node.input[:] = [rename.get(t, t) for t in node.input]
+    onnx.checker.check_model(m)
+    return m
 
 
 @dataclass(frozen=True)
@@ -250,11 +322,16 @@ def _outputs(m: onnx.ModelProto, sample: Any) -> dict[str, Any]:
 def check(model: Any, m: onnx.ModelProto, sample: Any) -> Check:
     """Runs the ONNX model with ONNX Runtime and the original on `sample`, and compares what a
     score means for the model: class probabilities (and labels) for a classifier, the decision
-    function for an anomaly detector, the prediction for a regressor."""
+    function for an anomaly detector or a classifier without probabilities, the prediction for a
+    regressor."""
     out = _outputs(m, sample)
     kind = _kind(model)
-    x = sample if kind == "sklearn" and _has_column_transformer(model) else sample[
-        [c.name for c in columns_of(sample, _feature_names(model))]]
+    if kind == "sklearn" and _has_column_transformer(model):
+        x = sample
+    else:
+        x = sample[[c.name for c in _training_columns(model, sample)]]
+        if _feature_names(model) is None:
+            x = x.to_numpy()  # as it was fitted (scikit-learn warns about names it never saw)
     final = _final_estimator(model) if kind == "sklearn" else model
     values = list(out.items())
     labels = values[0][1] if len(values) > 1 else None
@@ -262,18 +339,35 @@ def check(model: Any, m: onnx.ModelProto, sample: Any) -> Check:
         ref = np.asarray(model.predict_proba(x), dtype=np.float64)
         name, got = values[1]
         got = _as_matrix(got, getattr(final, "classes_", None))
-        mismatches = int(np.sum(np.asarray(labels).ravel().astype(str) != np.asarray(model.predict(x)).ravel().astype(str)))
-    elif hasattr(final, "decision_function") and not hasattr(final, "predict_proba") and len(values) > 1:
+        mismatches = _label_mismatches(labels, model.predict(x))
+    elif hasattr(final, "decision_function") and len(values) > 1:
         ref = np.asarray(model.decision_function(x), dtype=np.float64)
         name, got = values[1]
-        mismatches = int(np.sum(np.asarray(labels).ravel() != np.asarray(model.predict(x)).ravel()))
+        got = _as_matrix(got, getattr(final, "classes_", None))
+        if ref.ndim == 1 and got.ndim == 2 and got.shape[1] == 2:
+            got = got[:, 1]  # a binary classifier's scores for both classes: the positive one's
+        mismatches = _label_mismatches(labels, model.predict(x))
     else:
         ref = np.asarray(model.predict(x), dtype=np.float64)
         name, got = values[0]
         mismatches = 0
     got = np.asarray(got, dtype=np.float64).reshape(ref.shape)
-    return Check(rows=len(sample), output=name, max_abs_diff=float(np.max(np.abs(got - ref))) if ref.size else 0.0,
-                 label_mismatches=mismatches, scale=float(np.max(np.abs(ref))) if ref.size else 0.0)
+    # A NaN on one side only is a disagreement, not a missing value.
+    both_nan = np.isnan(got) & np.isnan(ref)
+    diff = np.where(both_nan, 0.0, np.abs(got - ref))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    return Check(rows=len(sample), output=name, max_abs_diff=float(diff.max()) if diff.size else 0.0,
+                 label_mismatches=mismatches,
+                 scale=float(np.nanmax(np.abs(ref))) if ref.size and not np.all(np.isnan(ref)) else 0.0)
+
+
+def _label_mismatches(onnx_labels: Any, predicted: Any) -> int:
+    """Rows whose labels differ. ONNX labels are int64 (or strings) where the model's may be bool or
+    float classes: numbers are compared as numbers, anything else as text."""
+    a, b = np.asarray(onnx_labels).ravel(), np.asarray(predicted).ravel()
+    if a.dtype.kind in "iufb" and b.dtype.kind in "iufb":
+        return int(np.sum(a.astype(np.float64) != b.astype(np.float64)))
+    return int(np.sum(a.astype(str) != b.astype(str)))
 
 
 def _as_matrix(got: Any, classes: Any) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,13 @@ def _engine(con: Any) -> str:
     module = type(con).__module__
     if module.startswith("duckdb") or module.startswith("_duckdb"):
         return "duckdb"
+    if module.startswith("psycopg2"):
+        raise TypeError("psycopg2 connections are not supported: use psycopg 3 (pip install 'psycopg[binary]')")
     if module.startswith("psycopg"):
+        import psycopg
+
+        if not isinstance(con, psycopg.Connection):
+            raise TypeError(f"con must be a synchronous psycopg connection, not {type(con).__name__}")
         return "postgres"
     raise TypeError(f"con must be a DuckDB or psycopg connection, not {module}.{type(con).__name__}")
 
@@ -70,7 +77,14 @@ def register(con: Any, name: str, model: Any, sample: Any = None, description: s
     m, original = _as_model(model, sample)
     result: Check | None = None
     if original is not None:
-        result = check(original, m, sample)
+        try:
+            result = check(original, m, sample)
+        except Exception as e:  # noqa: BLE001 - the converters' and libraries' own errors
+            if check_conversion:
+                raise ConversionError(f"model {name!r}: the conversion could not be checked on the sample: {e}; pass "
+                                      "check_conversion=False to register it unchecked") from e
+            result = None
+    if result is not None:
         scale = max(1.0, result.scale)
         if check_conversion and (result.max_abs_diff > tolerance * scale or result.label_mismatches):
             raise ConversionError(
@@ -80,6 +94,12 @@ def register(con: Any, name: str, model: Any, sample: Any = None, description: s
                 "it anyway")
     elif sample is not None:
         feeds(m, sample)  # the sample's columns cover the model's inputs
+    if engine == "postgres":
+        # PostgreSQL truncates identifiers to 63 bytes: a longer input name could never bind to a column.
+        long = [i.name for i in m.graph.input if len(i.name.encode()) > 63]
+        if long:
+            raise ConversionError(f"model {name!r}: input name(s) longer than PostgreSQL's 63-byte identifiers: "
+                                  f"{', '.join(map(repr, long))}")
     data = m.SerializeToString()
     if engine == "duckdb":
         version, sha, inputs = _register_duckdb(con, name, data, description)
@@ -106,14 +126,14 @@ def _register_duckdb(con: Any, name: str, data: bytes, description: str | None) 
 
 
 def _register_postgres(con: Any, name: str, data: bytes, description: str | None) -> tuple[int, str, list[dict]]:
-    with con.cursor() as cur:
+    # In the caller's transaction when one is open (a savepoint: a failure leaves it usable; the
+    # version is committed with the caller's work), else in one of its own, committed here.
+    with con.transaction(), con.cursor() as cur:
         cur.execute("SELECT sqlscore.register_model(%s, %s, %s)", [name, data, description])
         version = int(cur.fetchone()[0])
         cur.execute("SELECT sha256, inputs::text FROM sqlscore.models WHERE name = %s AND version = %s",
                     [name, version])
         sha, inputs = cur.fetchone()
-    if not con.autocommit:
-        con.commit()
     return version, sha, json.loads(inputs)
 
 
@@ -125,27 +145,32 @@ def score_frame(con: Any, name: str, df: Any) -> np.ndarray:
 
     if not isinstance(df, pd.DataFrame):
         raise TypeError("df must be a pandas DataFrame")
+    if df.columns.duplicated().any():
+        raise ValueError("df has duplicate column names")
+    # Text, whatever pandas holds it in (categories would reach DuckDB as ENUM).
+    df = df.rename(columns=str).astype({c: str for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)})
+    # The column that keeps the rows' order: a name the frame does not use.
+    row = "__sqlscore_row"
+    while row in df.columns:
+        row += "_"
     if _engine(con) == "duckdb":
-        view = "__sqlscore_score_frame"
-        frame = df.reset_index(drop=True).assign(__sqlscore_row=np.arange(len(df)))
-        con.register(view, frame)
+        view = f"__sqlscore_score_frame_{uuid.uuid4().hex}"
+        con.register(view, df.reset_index(drop=True).assign(**{row: np.arange(len(df))}))
         try:
-            cols = ", ".join(f't."{c}"' for c in df.columns)
-            rows = con.execute(
-                f"SELECT score(?, struct_pack({', '.join(f'{_q(c)} := t.{_q(c)}' for c in df.columns)})) "
-                f"FROM {view} t ORDER BY t.__sqlscore_row", [name]
-            ).fetchall() if cols else []
+            fields = ", ".join(f"{_q(c)} := t.{_q(c)}" for c in df.columns)
+            rows = con.execute(f"SELECT score(?, struct_pack({fields})) FROM {view} t ORDER BY t.{_q(row)}",
+                               [name]).fetchall()
         finally:
             con.unregister(view)
         return np.array([np.nan if r[0] is None else r[0] for r in rows], dtype=np.float64)
-    return _score_postgres(con, name, df)
+    return _score_postgres(con, name, df, row)
 
 
 def _q(ident: str) -> str:
     return '"' + str(ident).replace('"', '""') + '"'
 
 
-def _score_postgres(con: Any, name: str, df: Any) -> np.ndarray:
+def _score_postgres(con: Any, name: str, df: Any, row: str) -> np.ndarray:
     import pandas as pd
 
     def pg_type(s: Any) -> str:
@@ -157,21 +182,24 @@ def _score_postgres(con: Any, name: str, df: Any) -> np.ndarray:
             return "double precision"
         return "text"
 
-    table = "pg_temp.__sqlscore_score_frame"
-    cols = [str(c) for c in df.columns]
-    with con.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-        cur.execute(f"CREATE TEMP TABLE __sqlscore_score_frame (__sqlscore_row bigint, "
-                    + ", ".join(f"{_q(c)} {pg_type(df[c])}" for c in cols) + ")")
-        with cur.copy(f"COPY {table} (__sqlscore_row, {', '.join(_q(c) for c in cols)}) FROM STDIN") as copy:
-            for i, row in enumerate(df.itertuples(index=False, name=None)):
-                copy.write_row([i, *[None if (isinstance(v, float) and np.isnan(v)) else
-                                     (v.item() if hasattr(v, "item") else v) for v in row]])
-        # The row type without the ordering column: the model binds the frame's columns by name.
-        cur.execute(f"SELECT sqlscore.score(%s, t) FROM (SELECT {', '.join(_q(c) for c in cols)}, __sqlscore_row "
-                    f"FROM {table}) t ORDER BY t.__sqlscore_row", [name])
+    def value(v: Any) -> Any:
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            return None
+        return v.item() if hasattr(v, "item") else v
+
+    table = f"__sqlscore_score_frame_{uuid.uuid4().hex}"
+    cols = list(df.columns)
+    # A transaction of its own, or a savepoint in the caller's: an error leaves the caller's
+    # transaction usable, and nothing of the caller's is committed here.
+    with con.transaction(), con.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE {table} ({_q(row)} bigint, "
+                    + ", ".join(f"{_q(c)} {pg_type(df[c])}" for c in cols) + ") ON COMMIT DROP")
+        with cur.copy(f"COPY pg_temp.{table} ({_q(row)}, {', '.join(_q(c) for c in cols)}) FROM STDIN") as copy:
+            for i, values in enumerate(df.itertuples(index=False, name=None)):
+                copy.write_row([i, *map(value, values)])
+        # The row binds by name: the model's inputs are looked up in it (the ordering column is
+        # one more field, which no input names).
+        cur.execute(f"SELECT sqlscore.score(%s, t) FROM pg_temp.{table} t ORDER BY t.{_q(row)}", [name])
         out = [r[0] for r in cur.fetchall()]
-        cur.execute(f"DROP TABLE {table}")
-    if not con.autocommit:
-        con.commit()
+        cur.execute(f"DROP TABLE pg_temp.{table}")
     return np.array([np.nan if v is None else v for v in out], dtype=np.float64)

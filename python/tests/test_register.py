@@ -189,3 +189,114 @@ def test_refusals(con, data):
         sqlscore.register(con, "short", rf, sample=num[["age", "income"]])
     with pytest.raises(TypeError, match="DuckDB or psycopg"):
         sqlscore.register(object(), "x", rf, sample=num)
+
+
+def test_multiclass_bool_labels_and_decision_functions(con, data):
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+    df, y, target = data
+    num = df[["age", "income", "balance"]]
+    three = np.digitize(target, np.quantile(target, [1 / 3, 2 / 3]))
+    multi = LogisticRegression(max_iter=1000).fit(num, three)
+    sqlscore.register(con, "multi", multi, sample=num.head(100))
+    # A multiclass model's score is its top class's probability.
+    np.testing.assert_allclose(sqlscore.score_frame(con, "multi", num.head(40)),
+                               multi.predict_proba(num.head(40)).max(axis=1), atol=1e-5)
+    # Labels that are bools (or floats) on the scikit-learn side, int64 in ONNX.
+    flags = LogisticRegression(max_iter=500).fit(num, y.astype(bool))
+    assert sqlscore.register(con, "flags", flags, sample=num.head(100)).check.label_mismatches == 0
+    # No probabilities: the decision function is what is compared.
+    hinge = SGDClassifier(loss="hinge", random_state=0).fit((num - num.mean()) / num.std(), y)
+    info = sqlscore.register(con, "hinge", hinge, sample=((num - num.mean()) / num.std()).head(100))
+    # (skl2onnx names that output "probabilities" too; the values are decision values, not in [0, 1])
+    assert info.check.scale > 1 and info.check.label_mismatches == 0
+    np.testing.assert_allclose(sqlscore.score_frame(con, "hinge", ((num - num.mean()) / num.std()).head(20)),
+                               hinge.decision_function(((num - num.mean()) / num.std()).head(20)), rtol=1e-4, atol=1e-4)
+
+
+def test_column_names_are_kept_and_order_needs_names(con, data):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    df, y, target = data
+    odd = df.rename(columns={"age": "my age", "income": "label", "city": "home.city"})
+    pipe = Pipeline([
+        ("prep", ColumnTransformer([("num", StandardScaler(), ["my age", "label", "balance"]),
+                                    ("cat", OneHotEncoder(handle_unknown="ignore"), ["home.city"])])),
+        ("reg", LinearRegression()),
+    ]).fit(odd, target)
+    info = sqlscore.register(con, "odd_names", pipe, sample=odd.head(50))
+    assert [i["name"] for i in info.inputs] == ["my age", "label", "balance", "home.city"]
+    np.testing.assert_allclose(sqlscore.score_frame(con, "odd_names", odd.head(20)), pipe.predict(odd.head(20)),
+                               rtol=1e-4)
+    # Fit on a numpy array: no names, so the order is the sample's; a sample of another width is refused.
+    num = df[["age", "income", "balance"]]
+    bare = RandomForestRegressor(n_estimators=5, random_state=0).fit(num.to_numpy(), target)
+    with pytest.raises(sqlscore.ConversionError, match="no feature names and was trained on 3 features"):
+        sqlscore.register(con, "bare", bare, sample=df)
+    with pytest.warns(UserWarning, match="taken as the training order"):
+        sqlscore.register(con, "bare", bare, sample=num.head(50))
+
+
+def test_pipeline_with_pandas_output_ending_in_xgboost(con, data):
+    import xgboost
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    df, y, _ = data
+    pipe = Pipeline([
+        ("prep", ColumnTransformer([("num", "passthrough", ["age", "income", "balance"]),
+                                    ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["city"])])
+         .set_output(transform="pandas")),
+        ("model", xgboost.XGBClassifier(n_estimators=10, max_depth=3)),
+    ]).fit(df, y)
+    sqlscore.register(con, "xgb_pandas", pipe, sample=df.head(100))
+    np.testing.assert_allclose(sqlscore.score_frame(con, "xgb_pandas", df.head(30)),
+                               pipe.predict_proba(df.head(30))[:, 1], rtol=1e-4, atol=1e-5)
+    # The user's model keeps its feature names.
+    assert pipe[-1].get_booster().feature_names is not None
+
+
+def test_nullable_values_score_null(con, data):
+    from sklearn.linear_model import LinearRegression
+
+    df, _, target = data
+    num = df[["age", "income", "balance"]]
+    lr = LinearRegression().fit(num, target)
+    sqlscore.register(con, "lin", lr, sample=num.head(50))
+    frame = num.head(5).astype({"age": "Int64"})
+    frame.loc[2, "age"] = pd.NA
+    got = sqlscore.score_frame(con, "lin", frame)
+    assert np.isnan(got[2]) and not np.isnan(got[[0, 1, 3, 4]]).any()
+
+
+def test_postgres_transactions_are_the_callers(con, data):
+    if not isinstance(con, psycopg.Connection):
+        pytest.skip("PostgreSQL only")
+    from sklearn.linear_model import LinearRegression
+
+    df, _, target = data
+    num = df[["age", "income", "balance"]]
+    lr = LinearRegression().fit(num, target)
+    # A failed registration leaves the connection usable.
+    with pytest.raises(psycopg.Error):
+        sqlscore.register(con, "bad@name", lr, sample=num.head(20))
+    assert con.execute("SELECT 1").fetchone() == (1,)
+    con.commit()
+    # Inside the caller's transaction: registered with it, and rolled back with it.
+    with pytest.raises(RuntimeError, match="undo"):
+        with con.transaction():
+            assert sqlscore.register(con, "rolled_back", lr, sample=num.head(20)).version == 1
+            raise RuntimeError("undo")
+    assert con.execute("SELECT count(*) FROM sqlscore.models WHERE name = 'rolled_back'").fetchone() == (0,)
+    # score_frame commits nothing of the caller's.
+    sqlscore.register(con, "kept", lr, sample=num.head(20))
+    con.execute("CREATE TABLE pending (x int)")
+    sqlscore.score_frame(con, "kept", num.head(3))
+    con.rollback()
+    assert con.execute("SELECT to_regclass('pending')").fetchone() == (None,)
+    con.commit()
