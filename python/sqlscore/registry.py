@@ -58,7 +58,12 @@ def _as_model(model: Any, sample: Any) -> tuple[onnx.ModelProto, Any]:
     if sample is None:
         raise ConversionError(f"a fitted {type(model).__name__} needs sample= (a DataFrame of a few rows): "
                               "its columns name and type the model's inputs, and its rows check the conversion")
-    return to_onnx(model, sample), model
+    try:
+        return to_onnx(model, sample), model
+    except ConversionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the converters' own errors, named for the user
+        raise ConversionError(f"{type(model).__name__} could not be converted to ONNX: {type(e).__name__}: {e}") from e
 
 
 def register(con: Any, name: str, model: Any, sample: Any = None, description: str | None = None, *,

@@ -187,6 +187,11 @@ def test_refusals(con, data):
         sqlscore.register(con, "what", object(), sample=num)
     with pytest.raises(sqlscore.ConversionError, match="lacks the column"):
         sqlscore.register(con, "short", rf, sample=num[["age", "income"]])
+    # A model the converter rejects: its error, as a ConversionError naming the model.
+    from sklearn.cluster import AgglomerativeClustering
+
+    with pytest.raises(sqlscore.ConversionError, match="AgglomerativeClustering could not be converted"):
+        sqlscore.register(con, "clusters", AgglomerativeClustering().fit(num.head(50)), sample=num.head(50))
     with pytest.raises(TypeError, match="DuckDB or psycopg"):
         sqlscore.register(object(), "x", rf, sample=num)
 
