@@ -10,8 +10,8 @@ use clap::Args;
 use ort::value::Tensor as OrtTensor;
 use prost::Message;
 use sqlscore_core::native::proto::{
-    decode_model, dtype, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    decode_model, dtype, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TypeProto,
+    ValueInfoProto,
 };
 use sqlscore_core::native::{Data, Plan, Tensor};
 
@@ -176,23 +176,7 @@ fn synthetic_forest(trees: usize, nodes: usize, width: usize) -> ModelProto {
     attribute.push(AttributeProto { name: "target_weights".into(), floats: weights, r#type: 6, ..Default::default() });
     attribute.push(AttributeProto { name: "nodes_modes".into(), strings: modes, r#type: 8, ..Default::default() });
     attribute.push(AttributeProto { name: "n_targets".into(), i: 1, r#type: 2, ..Default::default() });
-    let tensor = |dims: Vec<i64>| {
-        use tensor_shape_proto::{dimension::Value, Dimension};
-        Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: dtype::FLOAT,
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .into_iter()
-                        .map(|d| Dimension {
-                            value: Some(if d < 0 { Value::DimParam("N".into()) } else { Value::DimValue(d) }),
-                        })
-                        .collect(),
-                }),
-            })),
-            denotation: String::new(),
-        })
-    };
+    let tensor = |dims: Vec<i64>| Some(TypeProto::tensor(dtype::FLOAT, &dims));
     ModelProto {
         ir_version: 8,
         opset_import: vec![

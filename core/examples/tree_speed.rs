@@ -25,7 +25,7 @@ use std::time::Instant;
 use prost::Message;
 use sqlscore_core::native::proto::{
     tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    ValueInfoProto,
 };
 use sqlscore_core::native::tensor::Tensor;
 use sqlscore_core::native::tree;
@@ -158,25 +158,7 @@ fn ensemble(rng: &mut Rng, trees: &[Vec<Node>], classes: usize, agg: &str, post:
 }
 
 fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| tensor_shape_proto::Dimension {
-            value: Some(match d {
-                Some(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
-                None => tensor_shape_proto::dimension::Value::DimParam("N".into()),
-            }),
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: elem,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            denotation: String::new(),
-        }),
-    }
+    ValueInfoProto::tensor(name, elem, &dims.iter().map(|d| d.unwrap_or(-1)).collect::<Vec<_>>())
 }
 
 fn model(node: &NodeProto) -> Vec<u8> {

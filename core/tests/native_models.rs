@@ -8,8 +8,7 @@ use common::*;
 use prost::Message;
 use serde_json::Value;
 use sqlscore_core::native::proto::{
-    dtype, tensor_shape_proto, type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    dtype, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TypeProto, ValueInfoProto,
 };
 use sqlscore_core::{Batch, Column, ColumnData, Engine, Evaluator, Model, Predictions, RunOptions, Want};
 
@@ -200,19 +199,7 @@ fn large_batches_split_across_threads_give_the_same_answers() {
 }
 
 fn tensor_type(elem: i32, dims: &[i64]) -> Option<TypeProto> {
-    use tensor_shape_proto::{dimension::Value as D, Dimension};
-    Some(TypeProto {
-        value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-            elem_type: elem,
-            shape: Some(TensorShapeProto {
-                dim: dims
-                    .iter()
-                    .map(|d| Dimension { value: Some(if *d < 0 { D::DimParam("N".into()) } else { D::DimValue(*d) }) })
-                    .collect(),
-            }),
-        })),
-        denotation: String::new(),
-    })
+    Some(TypeProto::tensor(elem, dims))
 }
 
 /// X float[N, 3] -> `op` -> Y float[N, 3].

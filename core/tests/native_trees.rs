@@ -10,7 +10,7 @@ mod common;
 use prost::Message;
 use sqlscore_core::native::proto::{
     tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    ValueInfoProto,
 };
 use sqlscore_core::native::tensor::{Data, Tensor};
 use sqlscore_core::native::tree::{self, Forest};
@@ -68,25 +68,7 @@ fn bytes_tensor(name: &str, v: &[u8]) -> AttributeProto {
 }
 
 fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| tensor_shape_proto::Dimension {
-            value: Some(match d {
-                Some(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
-                None => tensor_shape_proto::dimension::Value::DimParam("N".into()),
-            }),
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: elem,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            denotation: String::new(),
-        }),
-    }
+    ValueInfoProto::tensor(name, elem, &dims.iter().map(|d| d.unwrap_or(-1)).collect::<Vec<_>>())
 }
 
 /// A one-node model reading `X` [N, width] of `input` type.

@@ -252,6 +252,32 @@ pub fn decode_model(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
     ModelProto::decode(bytes)
 }
 
+impl TypeProto {
+    /// `tensor(elem)` of shape `dims`, a negative dimension standing for the symbolic batch size
+    /// `N`: what a rewrite (ZipMap) declares, and what hand-built models in tests and benchmarks do.
+    pub fn tensor(elem: i32, dims: &[i64]) -> TypeProto {
+        use tensor_shape_proto::{dimension::Value, Dimension};
+        let dim = dims
+            .iter()
+            .map(|&d| Dimension { value: Some(if d < 0 { Value::DimParam("N".into()) } else { Value::DimValue(d) }) })
+            .collect();
+        TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: elem,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            denotation: String::new(),
+        }
+    }
+}
+
+impl ValueInfoProto {
+    /// A graph input or output of type [`TypeProto::tensor`].
+    pub fn tensor(name: &str, elem: i32, dims: &[i64]) -> ValueInfoProto {
+        ValueInfoProto { name: name.into(), r#type: Some(TypeProto::tensor(elem, dims)) }
+    }
+}
+
 impl NodeProto {
     pub fn attr(&self, name: &str) -> Option<&AttributeProto> {
         self.attribute.iter().find(|a| a.name == name)

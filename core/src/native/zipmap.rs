@@ -5,9 +5,7 @@
 
 use prost::Message;
 
-use super::proto::{
-    dtype, tensor_shape_proto, type_proto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
-};
+use super::proto::{dtype, ModelProto, NodeProto, OperatorSetIdProto, TypeProto};
 
 /// The model with every ZipMap replaced by an Identity of its input, and its bytes for ONNX
 /// Runtime; `None` when the model has no ZipMap. A ZipMap whose maps feed another node (not a
@@ -59,17 +57,5 @@ pub fn strip(model: &ModelProto) -> Option<(ModelProto, Vec<u8>)> {
 
 /// `tensor(float)` of shape [N, classes].
 fn float_matrix(classes: usize) -> TypeProto {
-    use tensor_shape_proto::{dimension::Value, Dimension};
-    TypeProto {
-        value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-            elem_type: dtype::FLOAT,
-            shape: Some(TensorShapeProto {
-                dim: vec![
-                    Dimension { value: Some(Value::DimParam("N".into())) },
-                    Dimension { value: Some(Value::DimValue(classes as i64)) },
-                ],
-            }),
-        })),
-        denotation: String::new(),
-    }
+    TypeProto::tensor(dtype::FLOAT, &[-1, classes as i64])
 }
