@@ -95,3 +95,14 @@ pub fn register_model(
     })?;
     Ok(row)
 }
+
+/// The file of the connection's current database; None for an in-memory one.
+pub(crate) fn database_file(conn: &Connection) -> Option<PathBuf> {
+    conn.query_row("SELECT file FROM pragma_database_list WHERE name = current_database()", [], |r| {
+        r.get::<_, Option<String>>(0)
+    })
+    .ok()
+    .flatten()
+    .filter(|f| !f.is_empty())
+    .map(PathBuf::from)
+}

@@ -107,7 +107,7 @@ pub fn enable(conn: &Connection, path: &Path, min_interval: Duration) -> Result<
 /// lacking the model bytes, and lose what the writer writes afterwards: refused, whatever way
 /// the path names it (`..`, symbolic or hard links).
 fn refuse_own_file(conn: &Connection, dest: &Path) -> Result<(), SnapshotError> {
-    let Some(main) = database_file(conn) else { return Ok(()) };
+    let Some(main) = crate::embed::database_file(conn) else { return Ok(()) };
     let same = |a: &Path, b: &Path| -> bool {
         use std::os::unix::fs::MetadataExt;
         match (std::fs::metadata(a), std::fs::metadata(b)) {
@@ -160,15 +160,6 @@ pub fn config(conn: &Connection) -> Result<Option<SnapshotConfig>, SnapshotError
             min_interval: Duration::from_secs_f64(r.get::<_, f64>(1).map_err(e)?.max(0.0)),
         })),
     }
-}
-
-fn database_file(conn: &Connection) -> Option<PathBuf> {
-    conn.query_row("SELECT file FROM pragma_database_list WHERE name = current_database()", [], |r| {
-        r.get::<_, Option<String>>(0)
-    })
-    .ok()
-    .flatten()
-    .map(PathBuf::from)
 }
 
 /// When the last copy of each snapshot path was published by this process, and how long it took:
@@ -244,7 +235,7 @@ fn publish_with(conn: &Connection, dest: &Path, all_cores: bool) -> Result<Publi
     let alias = format!("__sqlscore_snapshot_{}_{seq}", std::process::id());
     let result = write_copy(conn, &main, &alias, &tmp).and_then(|(tables, views, skipped)| {
         // The copy gets the database's permissions: a private database gets a private copy.
-        if let Some(m) = database_file(conn).and_then(|p| std::fs::metadata(p).ok()) {
+        if let Some(m) = crate::embed::database_file(conn).and_then(|p| std::fs::metadata(p).ok()) {
             std::fs::set_permissions(&tmp, m.permissions())?;
         }
         sync_file(&tmp)?;
@@ -341,7 +332,7 @@ fn write_copy(conn: &Connection, main: &str, alias: &str, tmp: &Path) -> Result<
     }
     conn.execute_batch(&format!(
         "CREATE TABLE {a}.main.sqlscore_snapshot_info AS SELECT current_timestamp AS published_at, {} AS source",
-        lit(&database_file(conn).map(|p| p.display().to_string()).unwrap_or_default())
+        lit(&crate::embed::database_file(conn).map(|p| p.display().to_string()).unwrap_or_default())
     ))?;
     conn.execute_batch("COMMIT")?;
     let mut pending: Vec<(String, String)> = conn

@@ -137,21 +137,12 @@ impl Drop for RunningGuard {
     }
 }
 
-fn database_file(conn: &Connection) -> String {
-    conn.query_row(
-        "SELECT coalesce(file, ':memory:') FROM pragma_database_list WHERE name = current_database()",
-        [],
-        |r| r.get::<_, String>(0),
-    )
-    .unwrap_or_else(|_| ":memory:".into())
-}
-
 /// Runs a job once: scores what is new since its last run. Errors before the run starts (no such
 /// job, already running) are `Err`; a run that starts always ends with a summary, whose `error`
 /// says why it failed or was cancelled.
 pub fn run_job(conn: &Connection, name: &str, mut cfg: RunConfig<'_>) -> Result<RunSummary, JobError> {
     let info = job(conn, name)?;
-    let db_file = database_file(conn);
+    let db_file = crate::embed::database_file(conn).map_or_else(|| ":memory:".to_string(), |p| p.display().to_string());
     let _guard = RunningGuard::take(&db_file, name).ok_or_else(|| {
         JobError::new(name, JobErrorKind::Busy, "a run of this job is already in progress in this process")
     })?;
