@@ -339,8 +339,10 @@ start_server() {
     say "server up, pid $pid ($(since "$t0") s), log $LOG"
 }
 
-# The BI views the dashboard's datasets read (sql/bi_views.sql, sql/bi_views_pg.sql).
-BI_VIEWS="anomaly_readings anomalies_by_sensor anomalies_by_hour score_histogram detection_quality job_history job_backlog score_drift score_drift_by_run"
+# The BI views the dashboard's datasets read (sql/bi_views.sql, sql/bi_views_pg.sql): the
+# datasets dashboard/bundle.py declares (standard library only, so any python3 reads them).
+BI_VIEWS="$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import bundle; print(" ".join(bundle.DATASETS))' \
+    "$REPO/dashboard")"
 
 # A URL with its password hidden, for messages.
 redact() { sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#' <<<"$1"; }
