@@ -153,6 +153,17 @@ def _final_estimator(model: Any) -> Any:
     return model
 
 
+def _refuse_clashes(g: onnx.GraphProto, names: list[str], freed: set[str] = frozenset()) -> None:
+    """Input names must not be names the graph already uses inside (other than `freed`, the
+    inputs being renamed)."""
+    taken = ({t for n in g.node for t in [*n.input, *n.output]} | {o.name for o in g.output}
+             | {i.name for i in g.initializer}) - set(freed)
+    clash = [n for n in names if n in taken]
+    if clash:
+        raise ConversionError(f"column name(s) {', '.join(map(repr, clash))} clash with names inside the converted "
+                              "model: rename the column(s)")
+
+
 def _named_inputs(m: onnx.ModelProto, columns: list[Column]) -> onnx.ModelProto:
     """Replaces a model's single feature tensor input by one [N, 1] input per column, concatenated
     in order into the old input."""
@@ -160,13 +171,7 @@ def _named_inputs(m: onnx.ModelProto, columns: list[Column]) -> onnx.ModelProto:
     if len(g.input) != 1:
         raise ConversionError(f"expected one feature input, the converted model has {len(g.input)}")
     old = g.input[0]
-    taken = {t for n in g.node for t in [*n.input, *n.output]} | {o.name for o in g.output} | {
-        i.name for i in g.initializer
-    }
-    clash = [c.name for c in columns if c.name in taken]
-    if clash:
-        raise ConversionError(f"column name(s) {', '.join(map(repr, clash))} clash with names inside the "
-                              "converted model: rename the column(s)")
+    _refuse_clashes(g, [c.name for c in columns])
     elem = old.type.tensor_type.elem_type
     new_inputs = [helper.make_tensor_value_info(c.name, elem, [None, 1]) for c in columns]
     concat = helper.make_node("Concat", [c.name for c in columns], [old.name], axis=1,
@@ -283,12 +288,7 @@ def _rename_inputs(m: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     rename = {i.name: n for i, n in zip(g.input, names) if i.name != n}
     if not rename:
         return m
-    taken = {t for node in g.node for t in [*node.input, *node.output]} | {o.name for o in g.output} | {
-        i.name for i in g.initializer} - set(rename)
-    clash = [n for n in rename.values() if n in taken]
-    if clash:
-        raise ConversionError(f"column name(s) {', '.join(map(repr, clash))} clash with names inside the converted "
-                              "model: rename the column(s)")
+    _refuse_clashes(g, list(rename.values()), freed=set(rename))
     for i in g.input:
         i.name = rename.get(i.name, i.name)
     for node in g.node:
